@@ -1,0 +1,224 @@
+"""bpy-free: the add-on's exception classes and the one sentence a user is shown for each.
+
+Every failure the add-on can meet is turned into one of these classes at the edge where it
+happens (HTTP, image decoding, result handling, import). `user_message(err)` is the only place
+that words them for people: what went wrong, and what to do about it.
+
+No exception here ever carries the API key: messages are built from server text that has been
+passed through `redact()`, and `KeyMaskingFilter` masks the key in every log record as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+PREFS_PATH = "Edit › Preferences › Add-ons › 1min.ai Image to 3D"
+ONLINE_ACCESS_PATH = "Edit › Preferences › System › Network › Allow Online Access"
+
+
+class Onemin3DError(Exception):
+    """Base class of every error the add-on raises on purpose."""
+
+    #: the pipeline stage the error happened in ("prepare", "upload", "generate", "poll",
+    #: "download", "import"); filled in by the pipeline when known.
+    stage: str | None = None
+
+    def __init__(self, message: str = "", *, detail: str | None = None) -> None:
+        message = redact(message)
+        super().__init__(message)
+        self.message = message
+        self.detail = redact(detail) if detail else None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class AuthError(Onemin3DError):
+    """401/403: the key is missing, wrong, deleted or not allowed."""
+
+    def __init__(self, message: str = "", *, status: int = 401, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.status = status
+
+
+class RateLimited(Onemin3DError):
+    """429: too many requests; `retry_after` seconds when the server said so."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CreditsExhausted(Onemin3DError):
+    """The account has no credits left for this generation."""
+
+
+class InvalidInput(Onemin3DError):
+    """400 (and 413): the request or the image was refused. `code` is the server's errorCode."""
+
+    def __init__(self, message: str = "", *, code: str | None = None, detail: str | None = None,
+                 status: int = 400) -> None:
+        super().__init__(message, detail=detail)
+        self.code = code
+        self.status = status
+
+
+class ServerError(Onemin3DError):
+    """5xx, including Cloudflare's 52x HTML pages."""
+
+    def __init__(self, message: str = "", *, status: int = 500, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.status = status
+
+
+class NetworkError(Onemin3DError):
+    """DNS failure, refused connection, timeout, reset: nothing usable came back."""
+
+
+class BadResponse(Onemin3DError):
+    """The server answered, but not with what the API promises (bad JSON, missing field, FAILURE)."""
+
+
+class Cancelled(Onemin3DError):
+    """The user (or shutdown) cancelled the job."""
+
+
+class ImageError(Onemin3DError):
+    """The source image cannot be used (missing, unreadable, corrupt, too small, too big)."""
+
+
+class ResultError(Onemin3DError):
+    """The downloaded result cannot be used (unknown kind, too large, unsafe archive, corrupt)."""
+
+
+class ImportFailed(Onemin3DError):
+    """Blender could not turn the result into scene data."""
+
+
+class OfflineError(Onemin3DError):
+    """Blender's Allow Online Access switch is off, so no request was made."""
+
+
+def user_message(err: BaseException) -> str:
+    """One sentence a Blender user can act on: the problem, then the fix."""
+    msg = getattr(err, "message", "") or ""
+    if isinstance(err, Cancelled):
+        return "The job was cancelled; nothing was imported."
+    if isinstance(err, OfflineError):
+        return f"Online access is off, so nothing was sent: turn on {ONLINE_ACCESS_PATH}."
+    if isinstance(err, AuthError):
+        return (f"1min.ai rejected the API key (HTTP {err.status}): set a valid key in {PREFS_PATH} "
+                "or in the ONEMIN_API_KEY environment variable.")
+    if isinstance(err, CreditsExhausted):
+        return "Your 1min.ai account has run out of credits: top up at 1min.ai, then try again."
+    if isinstance(err, RateLimited):
+        wait = f" {err.retry_after:.0f} s" if err.retry_after else " a minute"
+        return f"1min.ai is rate-limiting this key (too many requests): wait{wait} and try again."
+    if isinstance(err, InvalidInput):
+        if err.status == 413:
+            return ("1min.ai refused the image as too large: use a smaller file "
+                    "(under 50 MB, at most 2048 px on the long side).")
+        cause = err.detail or msg or (err.code or "invalid request")
+        return f"1min.ai refused the request ({_clip(cause)}): check the image and settings, then try again."
+    if isinstance(err, ServerError):
+        return (f"1min.ai had a server error (HTTP {err.status}); no result arrived, "
+                "so wait a moment and try again (check the history first: credits may have been spent).")
+    if isinstance(err, NetworkError):
+        return (f"Could not reach 1min.ai ({_clip(msg) or 'network error'}): check your internet "
+                f"connection, proxy and timeouts in {PREFS_PATH}.")
+    if isinstance(err, BadResponse):
+        return (f"1min.ai sent an unexpected answer ({_clip(msg) or 'bad response'}): try again later, "
+                "and report it if it keeps happening.")
+    if isinstance(err, ImageError):
+        return _sentence(msg or "The image cannot be used: choose a JPEG, PNG or WebP of at least 512×512.")
+    if isinstance(err, ResultError):
+        return _sentence(msg or "The result from 1min.ai cannot be used: try generating again.")
+    if isinstance(err, ImportFailed):
+        return _sentence(msg or "Blender could not import the result: it is kept in the history, "
+                         "so re-import it or open the file by hand.")
+    if isinstance(err, Onemin3DError):
+        return _sentence(msg or "Something went wrong: see the system console for details.")
+    return ("Unexpected internal error: see the system console for the details, and report it "
+            "to the add-on's developers.")
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    text = " ".join(redact(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _sentence(text: str) -> str:
+    text = _clip(text, 300)
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+_MASK = "***"
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret (the API key) so that `redact()` and the logging filter mask it."""
+    if value and len(value) >= 4:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret, and anything sent as an API-KEY header, masked."""
+    if not text:
+        return text
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, _MASK)
+    return _HEADER_RE.sub(r"\1" + _MASK, text)
+
+
+_HEADER_RE = re.compile(r"(?i)(api[-_]key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+")
+
+
+class KeyMaskingFilter(logging.Filter):
+    """Masks registered secrets in a record's message, arguments and traceback text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            rendered = record.getMessage()
+        except (TypeError, ValueError):
+            rendered = str(record.msg)
+        record.msg = redact(rendered)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            formatter = logging.Formatter()
+            record.exc_text = redact(formatter.formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+_FILTER = KeyMaskingFilter()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """`logging.getLogger(name)` with the key-masking filter attached.
+
+    Logger filters only see records logged on that very logger, so every module of the add-on
+    takes its logger from here rather than relying on a filter on a parent.
+    """
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
+
+
+def install_log_filter() -> None:
+    """Also mask secrets in records from other libraries, at every handler of the root logger."""
+    for handler in logging.getLogger().handlers:
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)
