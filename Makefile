@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1
 export BLENDER_USER_RESOURCES ?= $(CURDIR)/build/blender-user
 
 .PHONY: test lint typecheck pytest demo dist clean venv
+# The bpy 4.5 and 4.2 LTS wheels run the smoke tier, each in its own venv (requirements-<tier>.txt).
+LTS_TIERS ?= bpy45 bpy42
 
 venv: $(STAMP)
 
@@ -28,10 +30,19 @@ pytest: $(STAMP)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test: lint typecheck pytest
+smoke-%: requirements-%.txt
+	@scripts/make_venv.sh .venv-$* requirements-$*.txt $(PYTHON)
+	@mkdir -p build/blender-user-$*
+	@BLENDER_USER_RESOURCES=$(CURDIR)/build/blender-user-$* .venv-$*/bin/python -m pytest -m smoke -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: no smoke tests collected on $*" >&2; exit 1; fi; exit $$rc
+
+test: lint typecheck pytest $(addprefix smoke-,$(LTS_TIERS))
+
+dist: $(STAMP)
+	$(PY) scripts/build_extension.py --split-platforms
 
 demo: $(STAMP)
 	@echo "make demo: not yet (arrives with the headless issue)"
 
 clean:
-	rm -rf $(VENV) build dist out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-bpy* build dist wheels out .mypy_cache .ruff_cache .pytest_cache

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from fake_onemin_server import FakeOneMinServer
 
 # Before anything imports bpy: keep Blender's user folders out of the home directory.
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="onemin3d-blender-user-"))
@@ -14,3 +21,27 @@ ROOT = Path(__file__).resolve().parent.parent
 for p in (ROOT, ROOT / "scripts"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
+
+
+@pytest.fixture
+def api_key() -> str:
+    """The key the stand-in accepts: recognisable, so leak checks can search for it."""
+    from fake_onemin_server import DEFAULT_API_KEY
+
+    return DEFAULT_API_KEY
+
+
+@pytest.fixture
+def stand_in(api_key: str) -> Iterator[FakeOneMinServer]:
+    """A started local stand-in of the 1min.ai API on a free port (no latency, depth results).
+
+    Tune it per test: `stand_in.latency = 1.0`, `stand_in.result = "glb"`,
+    `stand_in.inject("429", stage="poll")`; it is stopped and its files deleted afterwards.
+    """
+    from fake_onemin_server import FakeOneMinServer
+
+    server = FakeOneMinServer(api_key=api_key).start()
+    try:
+        yield server
+    finally:
+        server.close()

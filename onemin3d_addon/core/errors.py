@@ -11,6 +11,7 @@ passed through `redact()`, and `KeyMaskingFilter` masks the key in every log rec
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 
@@ -81,6 +82,23 @@ class BadResponse(Onemin3DError):
     """The server answered, but not with what the API promises (bad JSON, missing field, FAILURE)."""
 
 
+class GenerationFailed(BadResponse):
+    """The generation ended with status FAILURE/FAILED; the message is the service's reason."""
+
+    def __init__(self, message: str = "", *, status: str = "FAILURE", uuid: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.uuid = uuid
+
+
+class StillRunning(BadResponse):
+    """Polling gave up before the generation finished; `uuid` lets a later run resume it."""
+
+    def __init__(self, message: str = "", *, uuid: str | None = None) -> None:
+        super().__init__(message)
+        self.uuid = uuid
+
+
 class Cancelled(Onemin3DError):
     """The user (or shutdown) cancelled the job."""
 
@@ -114,7 +132,7 @@ def user_message(err: BaseException) -> str:
     if isinstance(err, CreditsExhausted):
         return "Your 1min.ai account has run out of credits: top up at 1min.ai, then try again."
     if isinstance(err, RateLimited):
-        wait = f" {err.retry_after:.0f} s" if err.retry_after else " a minute"
+        wait = f" {max(1, math.ceil(err.retry_after))} s" if err.retry_after else " a minute"
         return f"1min.ai is rate-limiting this key (too many requests): wait{wait} and try again."
     if isinstance(err, InvalidInput):
         if err.status == 413:
@@ -128,6 +146,12 @@ def user_message(err: BaseException) -> str:
     if isinstance(err, NetworkError):
         return (f"Could not reach 1min.ai ({_clip(msg) or 'network error'}): check your internet "
                 f"connection, proxy and timeouts in {PREFS_PATH}.")
+    if isinstance(err, GenerationFailed):
+        return (f"1min.ai could not make a 3D result from this image ({_clip(msg) or err.status}): "
+                "try another photo with a clear subject, or try again later.")
+    if isinstance(err, StillRunning):
+        return (f"1min.ai has not finished this job yet ({_clip(msg) or 'still running'}): it is kept in "
+                "the history, so resume it later; it will not be paid for twice.")
     if isinstance(err, BadResponse):
         return (f"1min.ai sent an unexpected answer ({_clip(msg) or 'bad response'}): try again later, "
                 "and report it if it keeps happening.")

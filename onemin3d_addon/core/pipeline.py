@@ -1,0 +1,288 @@
+"""bpy-free, runs on a worker thread: `run()` turns one image into one downloaded result (prepare → upload → generate/poll → download).
+
+The job reports `(stage, fraction, message)` progress, stops at the next chunk or stage when its
+cancel Event is set, and calls `checkpoint` whenever something worth journalling became known
+(the asset key, the uuid, the final record, the result file), so that a crash or a restart can
+resume without paying twice: `run(..., resume=checkpoint)` goes on from the furthest point
+reached, and never sends a generation again.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import images, results
+from .client import (
+    DEFAULT_BASE_URL,
+    GenerationRecord,
+    OneMinClient,
+    RetryPolicy,
+    Timeouts,
+)
+from .errors import Cancelled, Onemin3DError, ResultError, get_logger
+
+log = get_logger(__name__)
+
+STAGES = ("prepare", "upload", "generate", "poll", "download")  # "import" is added by blender/
+ProgressFn = Callable[[str, float, str], None]  # (stage, fraction 0..1 within the stage, message)
+
+_PROGRESS_STEP = 0.01  # transfer progress is reported per whole percent…
+_PROGRESS_INTERVAL = 0.25  # …or at least this often (seconds) when the size is unknown
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything a job needs, copied on the main thread before the job starts."""
+
+    image_path: Path
+    api_key: str = field(repr=False)
+    result_dir: Path  # results land here (the cache / result folder)
+    base_url: str = DEFAULT_BASE_URL
+    asset_base_url: str | None = None
+    use_async: bool = False
+    timeouts: Timeouts = Timeouts()
+    poll_interval: float = 2.0
+    poll_deadline: float = 900.0
+    max_side: int = 2048
+    allow_upscale: bool = False
+    proxy: str | None = None
+    ca_bundle: str | None = None
+    retry: RetryPolicy = RetryPolicy()
+    max_download_bytes: int = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What the history journals, and what a resume starts from. Each one holds all that is known."""
+
+    asset_key: str | None = None
+    uuid: str | None = None
+    record: GenerationRecord | None = None
+    result_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    file: Path  # the downloaded result, inside request.result_dir
+    kind: str  # results.KINDS
+    record: GenerationRecord
+    source_image: Path  # the user's original image
+    timings: dict[str, float]  # seconds per stage, and "total"
+
+
+def run(request: Request, *, progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+        checkpoint: Callable[[Checkpoint], None] | None = None, resume: Checkpoint | None = None) -> Result:
+    """Run one job to a result file in `request.result_dir`.
+
+    `resume`: with a `result_file` that still holds a result, return it at once; with a
+    successful `record`, download it; with a `uuid`, poll it, then download. A checkpoint that
+    has an asset key but no uuid cannot be resumed (the generation may have been sent already,
+    and it is never sent twice): that raises an error saying so.
+
+    Errors are our `Onemin3DError`s with `.stage` set to the stage they happened in.
+    """
+    return _Job(request, progress, cancel, checkpoint, resume or Checkpoint()).run()
+
+
+class _Job:
+    def __init__(self, request: Request, progress: ProgressFn | None, cancel: threading.Event | None,
+                 checkpoint: Callable[[Checkpoint], None] | None, state: Checkpoint) -> None:
+        self.request = request
+        self.report = _Reporter(progress)
+        self.cancel = cancel
+        self.on_checkpoint = checkpoint
+        self.state = state
+        self.stage = "prepare"  # what an error is attributed to
+        self.timings: dict[str, float] = {}
+        self._timed: str | None = None  # the stage the clock runs for
+        self._stage_started = 0.0
+
+    # --- the stages ----------------------------------------------------------------------------
+
+    def run(self) -> Result:
+        started = time.perf_counter()
+        work_dir = Path(tempfile.gettempdir()) / f"onemin3d-prep-{uuidlib.uuid4().hex[:12]}"
+        try:
+            done = self._resume_finished()
+            if done is not None:
+                return done
+            req = self.request
+            with OneMinClient(req.api_key, req.base_url, req.timeouts, retry=req.retry,
+                              asset_base_url=req.asset_base_url, cancel=self.cancel, proxy=req.proxy,
+                              ca_bundle=req.ca_bundle, max_download_bytes=req.max_download_bytes) as client:
+                record = self.state.record
+                if record is None or not record.succeeded:
+                    uuid = self.state.uuid or (record.uuid if record is not None else None)
+                    if uuid is not None:
+                        record = self._poll(client, uuid)
+                    elif self.state.asset_key is not None:
+                        self._enter("generate")
+                        raise Onemin3DError(
+                            "This job cannot be resumed: its generation may already have been sent, but its "
+                            "id never arrived. Check your 1min.ai history, or start the job again.")
+                    else:
+                        key = self._upload(client, self._prepare(work_dir))
+                        record = self._generate(client, key)
+                file = self._download(client, record)
+            self._leave()
+            kind = results.sniff_file(file)
+            if kind is None:  # the client sniffed it while downloading; this is belt and braces
+                raise ResultError(f"The downloaded result {file.name} cannot be read back: try again.")
+            self.timings["total"] = time.perf_counter() - started
+            log.info("job for %s done in %.2f s: %s (%s)", req.image_path.name, self.timings["total"],
+                     file.name, kind)
+            return Result(file, kind, record, req.image_path, dict(self.timings))
+        except Onemin3DError as err:
+            if err.stage is None:
+                err.stage = self.stage
+            raise
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    def _resume_finished(self) -> Result | None:
+        path = self.state.result_file
+        if path is None:
+            return None
+        path = Path(path)
+        kind = results.sniff_file(path) if path.is_file() else None
+        if kind is None:
+            log.warning("the result file %s of a resumed job is gone or unreadable; fetching it again", path)
+            self.state = replace(self.state, result_file=None)
+            return None
+        record = self.state.record or GenerationRecord(
+            uuid=self.state.uuid or "", status="SUCCESS", result_keys=(), download_url=None,
+            credit_limit=None, used_credit=None)
+        self.report("download", 1.0, "result already downloaded")
+        return Result(path, kind, record, self.request.image_path, {})
+
+    def _prepare(self, work_dir: Path) -> images.PreparedImage:
+        req = self.request
+        self._enter("prepare")
+        self.report("prepare", 0.0, f"checking {req.image_path.name}")
+        prepared = images.prepare(req.image_path, req.max_side, req.allow_upscale, work_dir=work_dir)
+        how = "converted" if prepared.converted else "sent as is"
+        self.report("prepare", 1.0, f"image ready: {prepared.width}×{prepared.height}, {how}")
+        return prepared
+
+    def _upload(self, client: OneMinClient, prepared: images.PreparedImage) -> str:
+        self._enter("upload")
+        self.report("upload", 0.0, "uploading the image")
+
+        def on_bytes(sent: int, total: int) -> None:
+            self.report.transfer("upload", sent, total, "uploading")
+
+        key = client.upload_asset(prepared.path, on_bytes, filename=prepared.path.name, mime=prepared.mime)
+        self._save(asset_key=key)
+        self.report("upload", 1.0, "image uploaded")
+        return key
+
+    def _generate(self, client: OneMinClient, key: str) -> GenerationRecord:
+        req = self.request
+        self._enter("generate")
+        self.report("generate", 0.0, "1min.ai is generating the 3D result")
+        polling_since: list[float] = []
+
+        def on_record(record: GenerationRecord) -> None:
+            if not polling_since:  # the uuid just became known: journal it before waiting on it
+                polling_since.append(time.monotonic())
+                self._save(uuid=record.uuid, record=record)
+                self.report("generate", 1.0, "generation started")
+                self._enter("poll")
+            self._report_poll(record, time.monotonic() - polling_since[0])
+
+        record = client.generate_3d(key, req.use_async, poll_interval=req.poll_interval,
+                                    deadline=req.poll_deadline, on_record=on_record)
+        self._save(uuid=record.uuid, record=record)
+        self.report(self.stage, 1.0, self._credits_text(record))
+        return record
+
+    def _poll(self, client: OneMinClient, uuid: str) -> GenerationRecord:
+        req = self.request
+        self._enter("poll")
+        self.report("poll", 0.0, "checking on the generation")
+        since = time.monotonic()
+        record = client.wait_for_result(uuid, poll_interval=req.poll_interval, deadline=req.poll_deadline,
+                                        on_record=lambda r: self._report_poll(r, time.monotonic() - since))
+        self._save(uuid=record.uuid, record=record)
+        self.report("poll", 1.0, self._credits_text(record))
+        return record
+
+    def _download(self, client: OneMinClient, record: GenerationRecord) -> Path:
+        self._enter("download")
+        self.report("download", 0.0, "downloading the result")
+
+        def on_bytes(received: int, total: int) -> None:
+            self.report.transfer("download", received, total, "downloading")
+
+        file = client.download(record, self.request.result_dir, on_bytes)
+        self._save(result_file=file)
+        self.report("download", 1.0, f"result saved as {file.name}")
+        return file
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _enter(self, stage: str) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("cancelled before the " + stage)
+        self._leave()
+        self.stage = self._timed = stage
+
+    def _leave(self) -> None:
+        now = time.perf_counter()
+        if self._timed is not None:
+            self.timings[self._timed] = self.timings.get(self._timed, 0.0) + (now - self._stage_started)
+        self._timed = None
+        self._stage_started = now
+
+    def _save(self, *, asset_key: str | None = None, uuid: str | None = None,
+              record: GenerationRecord | None = None, result_file: Path | None = None) -> None:
+        s = self.state
+        self.state = Checkpoint(asset_key=asset_key or s.asset_key, uuid=uuid or s.uuid,
+                                record=record or s.record, result_file=result_file or s.result_file)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.state)
+
+    def _report_poll(self, record: GenerationRecord, elapsed: float) -> None:
+        # no promise of when it ends: an asymptotic bar that keeps moving, with honest text
+        fraction = min(0.95, 1.0 - math.exp(-elapsed / 40.0))
+        self.report("poll", fraction, f"1min.ai is working on it ({record.status.lower()}, {elapsed:.0f} s)")
+
+    @staticmethod
+    def _credits_text(record: GenerationRecord) -> str:
+        left = record.credits_left
+        return "generation finished" + (f"; {left:,} credits left" if left is not None else "")
+
+
+class _Reporter:
+    """Forwards progress, thinned out for transfers (at most about 100 reports per stage)."""
+
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self._progress = progress
+        self._stage = ""
+        self._fraction = -1.0
+        self._at = 0.0
+
+    def __call__(self, stage: str, fraction: float, message: str) -> None:
+        self._stage, self._fraction, self._at = stage, fraction, time.monotonic()
+        if self._progress is not None:
+            self._progress(stage, max(0.0, min(1.0, fraction)), message)
+
+    def transfer(self, stage: str, done: int, total: int, verb: str) -> None:
+        if self._progress is None:
+            return
+        fraction = done / total if total > 0 else 0.0
+        now = time.monotonic()
+        if (stage == self._stage and fraction < 1.0 and fraction - self._fraction < _PROGRESS_STEP
+                and now - self._at < _PROGRESS_INTERVAL):
+            return
+        text = (f"{verb} {done / 1e6:.1f} of {total / 1e6:.1f} MB" if total > 0
+                else f"{verb} {done / 1e6:.1f} MB")
+        self(stage, fraction, text)
