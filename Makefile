@@ -42,7 +42,8 @@ dist: $(STAMP)
 	$(PY) scripts/build_extension.py --split-platforms
 
 demo: $(STAMP)
-	@echo "make demo: not yet (arrives with the headless issue)"
+	@mkdir -p $(BLENDER_USER_RESOURCES)
+	$(PY) scripts/demo.py
 
 clean:
 	rm -rf $(VENV) .venv-bpy* build dist wheels out .mypy_cache .ruff_cache .pytest_cache

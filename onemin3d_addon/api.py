@@ -1,0 +1,171 @@
+"""Main thread only: the public scripting API: generate() (blocking), submit() (non-blocking), pump(), jobs().
+
+    from onemin3d_addon import api          # or: from bl_ext.user_default.onemin3d import api
+    objects = api.generate("/photos/dress.jpg", mode="displacement", strength=0.2)
+
+    job = api.submit("/photos/shoe.png")    # returns at once
+    while not job.done:
+        api.pump()                          # the UI's timer does this; scripts and -b call it
+        time.sleep(0.05)
+    print(job.state, job.objects)
+
+The same pipeline, history and rules as the add-on's UI: the key comes from the argument, the
+add-on's preferences or ONEMIN_API_KEY; nothing is sent while Blender's online access is off.
+Works with the add-on enabled or not (then the defaults and environment variables apply).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from .blender import preferences, properties, runtime
+from .blender.runtime import Job
+from .core.client import Timeouts
+from .core.errors import Cancelled, ImageError, Onemin3DError
+
+__all__ = ["Job", "generate", "jobs", "pump", "submit", "wait"]
+
+_MODES = {"auto": "AUTO", "plane": "PLANE", "displacement": "DISPLACEMENT", "relief": "DISPLACEMENT"}
+
+#: Keyword arguments of submit() that are not import options.
+_JOB_KEYWORDS = frozenset({
+    "use_async", "result_dir", "parallel", "import_result", "name", "scene", "timeouts",
+    "max_side", "allow_upscale", "poll_interval", "poll_deadline", "proxy", "ca_bundle",
+})
+
+
+def _default_options() -> dict[str, Any]:
+    prefs = preferences.get_prefs()
+    if prefs is not None:
+        return properties.options_of(prefs.defaults)
+    defaults: dict[str, Any] = {}
+    for name in properties.OPTION_NAMES:
+        deferred = properties.ImportOptionsMixin.__annotations__[name]
+        defaults[name] = deferred.keywords.get("default")
+    return defaults
+
+
+def _mode(mode: str) -> str:
+    key = str(mode).strip().lower()
+    if key not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(sorted(_MODES))}, not {mode!r}")
+    return _MODES[key]
+
+
+def _image_path(image: Any, folder: Path) -> tuple[Path, str]:
+    if isinstance(image, bpy.types.Image):
+        from .blender.operators import source_to_file
+
+        return source_to_file(image, folder), Path(image.name).stem
+    path = Path(os.fspath(image)).expanduser()
+    if not path.is_file():
+        raise ImageError(f"The image file {path} does not exist.")
+    return path, path.stem
+
+
+def submit(image: Any, *, mode: str = "auto", api_key: str | None = None, base_url: str | None = None,
+           **options: Any) -> Job:
+    """Start turning `image` (a path or a bpy.types.Image) into 3D, and return at once.
+
+    `options` are the import options (resolution, strength, invert, smooth, solid, size_mode,
+    height, factor, shader, use_alpha, interpolation, relative, align, target_size) and these
+    job settings: use_async, result_dir, parallel, import_result (False: download only), name,
+    scene, timeouts (core.client.Timeouts), max_side, allow_upscale, poll_interval,
+    poll_deadline, proxy, ca_bundle. Raises OfflineError when online access is off, and
+    Onemin3DError when there is no key: nothing is sent then.
+    """
+    unknown = set(options) - set(properties.OPTION_NAMES) - _JOB_KEYWORDS
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}; import options are "
+                        f"{', '.join(properties.OPTION_NAMES)}")
+    job_kw = {k: options.pop(k) for k in list(options) if k in _JOB_KEYWORDS}
+    import_options = _default_options()
+    for name, value in options.items():
+        import_options[name] = value.upper() if isinstance(value, str) and name != "interpolation" else value
+
+    from .blender import scene_build
+
+    scene_build.ImportOptions.from_mapping(import_options)  # bad names or values fail here, not later
+    conn = preferences.connection_settings(api_key=api_key, base_url=base_url)
+    changes: dict[str, Any] = {}
+    if "use_async" in job_kw:
+        changes["use_async"] = bool(job_kw["use_async"])
+    if job_kw.get("result_dir"):
+        changes["result_folder"] = Path(os.fspath(job_kw["result_dir"])).expanduser().resolve()
+    if job_kw.get("parallel"):
+        changes["parallel_jobs"] = max(1, min(preferences.MAX_PARALLEL_JOBS, int(job_kw["parallel"])))
+    if isinstance(job_kw.get("timeouts"), Timeouts):
+        changes["timeouts"] = job_kw["timeouts"]
+    for key in ("poll_interval", "poll_deadline"):
+        if job_kw.get(key) is not None:
+            changes[key] = float(job_kw[key])
+    for key in ("proxy", "ca_bundle"):
+        if job_kw.get(key):
+            changes[key] = str(job_kw[key])
+    if changes:
+        conn = dataclasses.replace(conn, **changes)
+
+    scene = job_kw.get("scene")
+    scene_name = scene if isinstance(scene, str) else getattr(scene, "name", None)
+    if scene_name is None:
+        scene_name = getattr(getattr(bpy.context, "scene", None), "name", None)
+
+    rt = runtime.get_runtime()
+    path, default_name = _image_path(image, conn.result_folder)
+    return rt.submit(path, conn=conn, mode=_mode(mode), options=import_options,
+                     name=job_kw.get("name") or default_name, scene_name=scene_name,
+                     auto_import=bool(job_kw.get("import_result", True)),
+                     max_side=job_kw.get("max_side"), allow_upscale=job_kw.get("allow_upscale"))
+
+
+def generate(image: Any, *, mode: str = "auto", api_key: str | None = None, base_url: str | None = None,
+             timeout: float | None = None, **options: Any) -> list[Any]:
+    """Turn `image` into 3D and return the objects created, blocking until the import is done.
+
+    Takes the arguments of submit(). Raises the job's error (an Onemin3DError subclass: use
+    core.errors.user_message(err) for a sentence to show), Cancelled when cancelled (Ctrl-C
+    cancels the job, then re-raises KeyboardInterrupt), TimeoutError after `timeout` seconds.
+    """
+    job = submit(image, mode=mode, api_key=api_key, base_url=base_url, **options)
+    wait([job], timeout=timeout)
+    if job.state == "imported":
+        return job.objects
+    if job.error is not None:
+        raise job.error
+    if job.state == "cancelled":
+        raise Cancelled("The job was cancelled.")
+    if not options.get("import_result", True):
+        return []
+    raise Onemin3DError(f"The result was not imported (it was made for another file); it is kept "
+                        f"in the history: {job.result_file}")
+
+
+def pump() -> bool:
+    """Apply what the jobs reported (progress, results to import) on this, the main thread.
+    Returns True while jobs are still running. The add-on's timer calls it in the UI; under
+    `blender -b` or the bpy wheel timers never fire, so call it yourself."""
+    rt = runtime.peek_runtime()
+    if rt is None:
+        return False
+    rt.pump()
+    return rt.busy()
+
+
+def wait(jobs_: list[Job] | None = None, timeout: float | None = None) -> None:
+    """Pump until the given jobs (default: all of this session's) have ended."""
+    rt = runtime.peek_runtime()
+    if rt is None:
+        return
+    rt.wait(list(rt.jobs.values()) if jobs_ is None else jobs_, timeout=timeout)
+
+
+def jobs() -> list[Job]:
+    """This session's jobs, oldest first (running and finished)."""
+    rt = runtime.peek_runtime()
+    return list(rt.jobs.values()) if rt is not None else []
+

@@ -1,0 +1,1 @@
+"""Everything that touches bpy; main thread only."""

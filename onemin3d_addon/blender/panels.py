@@ -1,0 +1,262 @@
+"""Main thread only: the View3D sidebar "1min3d" tab: source, mode, options, Generate, running jobs, last error, credits and history.
+
+Panels only read state (Scene.onemin3d, WindowManager.onemin3d, the preferences); they never
+start work or touch the network. History thumbnails come from one bpy.utils.previews
+collection, created in register() and removed in unregister().
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from typing import Any
+
+import bpy
+
+from ..core.errors import ONLINE_ACCESS_PATH, PREFS_PATH
+from . import preferences, properties
+from .operators import PANEL_CONTEXT_MEMBER
+
+_previews: Any = None
+_no_thumbnail: set[str] = set()
+
+_IMAGE_KINDS = frozenset({"png", "jpeg", "webp"})
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".tga"})
+
+STATE_LABELS = {
+    "queued": ("Queued", 'SORTTIME'),
+    "running": ("Running", 'PLAY'),
+    "importing": ("Importing", 'IMPORT'),
+    "imported": ("Imported", 'CHECKMARK'),
+    "done": ("Ready", 'FILE_TICK'),
+    "failed": ("Failed", 'ERROR'),
+    "cancelled": ("Cancelled", 'CANCEL'),
+}
+
+
+def thumbnail_icon(item: Any) -> int:
+    """A preview icon of the entry's photo (or image result), 0 when there is none."""
+    if _previews is None:
+        return 0
+    key = item.entry_id
+    if key in _previews:
+        return int(_previews[key].icon_id)
+    if key in _no_thumbnail:
+        return 0
+    candidates = [item.source_path]
+    if item.result_kind in _IMAGE_KINDS:
+        candidates.append(item.result_file)
+    for path in candidates:
+        if path and os.path.splitext(path)[1].lower() in _IMAGE_SUFFIXES and os.path.isfile(path):
+            return int(_previews.load(key, path, 'IMAGE').icon_id)
+    _no_thumbnail.add(key)
+    return 0
+
+
+def _wrapped(layout: Any, text: str, *, icon: str = 'NONE', width: int = 48) -> None:
+    """Draw `text` over several labels: a panel label does not wrap by itself."""
+    col = layout.column(align=True)
+    for i, line in enumerate(textwrap.wrap(text, width) or [""]):
+        col.label(text=line, icon=icon if i == 0 else 'BLANK1')
+
+
+def draw_access_status(layout: Any, context: Any) -> bool:
+    """Say where the key comes from and whether anything can be sent; True when all is well."""
+    source = preferences.api_key_source(context)
+    ok = True
+    if not source:
+        box = layout.box()
+        box.alert = True
+        _wrapped(box, f"No API key. Set it in {PREFS_PATH}, or in {preferences.ENV_API_KEY}.", icon='ERROR')
+        op = box.operator("preferences.addon_show", text="Open Add-on Preferences", icon='PREFERENCES')
+        op.module = preferences.ADDON_ID
+        ok = False
+    elif source == "environment":
+        layout.label(text=f"Using the API key from {preferences.ENV_API_KEY}", icon='INFO')
+    if not preferences.online_access():
+        box = layout.box()
+        box.alert = True
+        _wrapped(box, f"Online access is off: turn on {ONLINE_ACCESS_PATH}.", icon='ERROR')
+        ok = False
+    return ok
+
+
+def _draw_progress(layout: Any, item: Any) -> None:
+    if hasattr(layout, "progress"):  # UILayout.progress exists from Blender 4.0
+        layout.progress(factor=item.progress, type='BAR', text=item.status)
+    else:
+        layout.label(text=f"{item.status} {int(item.progress * 100)}%")
+
+
+class VIEW3D_PT_onemin3d_main(bpy.types.Panel):
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "1min3d"
+    bl_label = "Image to 3D (1min.ai)"
+
+    def draw(self, context: Any) -> None:
+        layout: Any = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = properties.scene_settings(context)
+        state = properties.window_state(context)
+        if settings is None or state is None:
+            layout.label(text="The add-on is not fully registered.", icon='ERROR')
+            return
+
+        draw_access_status(layout, context)
+
+        col = layout.column()
+        col.prop(settings, "source_type", expand=True)
+        if settings.source_type == 'IMAGE':
+            col.template_ID(settings, "image", open="image.open")
+        else:
+            col.prop(settings, "filepath")
+        col.prop(settings, "import_mode")
+
+        row = layout.row()
+        row.scale_y = 1.4
+        # The operator reads the source, mode and options from this pointer; its poll() also
+        # uses it to say "no image chosen" (a File › Import call opens the file browser instead).
+        row.context_pointer_set(PANEL_CONTEXT_MEMBER, settings)
+        row.operator("onemin3d.generate", text="Generate", icon='MESH_GRID')
+
+        if len(state.jobs):
+            box = layout.box()
+            header = box.row()
+            header.label(text=f"Running ({len(state.jobs)})", icon='SORTTIME')
+            if len(state.jobs) > 1:
+                header.operator("onemin3d.cancel", text="Cancel All", icon='CANCEL').job_id = ""
+            for item in state.jobs:
+                col = box.column(align=True)
+                row = col.row(align=True)
+                row.label(text=item.name, icon='IMAGE_DATA')
+                sub = row.row(align=True)
+                sub.enabled = not item.cancelling
+                sub.operator("onemin3d.cancel", text="", icon='X').job_id = item.job_id
+                _draw_progress(col, item)
+
+        if state.last_error:
+            box = layout.box()
+            box.alert = True
+            _wrapped(box, state.last_error, icon='ERROR')
+
+        if state.credits_left >= 0:
+            layout.label(text=f"Credits left: {state.credits_left:,}", icon='FUND')
+
+
+class VIEW3D_PT_onemin3d_options(bpy.types.Panel):
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "1min3d"
+    bl_label = "Options"
+    bl_parent_id = "VIEW3D_PT_onemin3d_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context: Any) -> None:
+        settings = properties.scene_settings(context)
+        if settings is not None:
+            layout: Any = self.layout
+            properties.draw_import_options(layout, settings, mode=settings.import_mode)
+
+
+class ONEMIN3D_UL_history(bpy.types.UIList):
+    """The journalled jobs, newest first, with a thumbnail of the photo."""
+
+    def draw_item(self, context: Any, layout: Any, data: Any, item: Any, icon: int | None, active_data: Any,
+                  active_property: str | None, index: int | None = 0, flt_flag: int | None = 0) -> None:
+        thumb = thumbnail_icon(item)
+        label, state_icon = STATE_LABELS.get(item.state, (item.state.capitalize(), 'QUESTION'))
+        if item.other_file:
+            label, state_icon = "Other file", 'FILE_BLEND'
+        if self.layout_type in {'DEFAULT', 'COMPACT'}:
+            row = layout.row(align=True)
+            if thumb:
+                row.label(text=item.name, icon_value=thumb)
+            else:
+                row.label(text=item.name, icon='IMAGE_DATA')
+            row.label(text=label, icon=state_icon)
+        else:
+            layout.alignment = 'CENTER'
+            if thumb:
+                layout.label(text="", icon_value=thumb)
+            else:
+                layout.label(text="", icon=state_icon)
+
+
+class VIEW3D_PT_onemin3d_history(bpy.types.Panel):
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "1min3d"
+    bl_label = "History"
+    bl_parent_id = "VIEW3D_PT_onemin3d_main"
+
+    def draw(self, context: Any) -> None:
+        layout: Any = self.layout
+        state = properties.window_state(context)
+        if state is None:
+            return
+        if not len(state.history):
+            layout.label(text="No jobs yet: results are listed here, and kept on disk.", icon='INFO')
+            layout.operator("onemin3d.open_result_folder", icon='FILE_FOLDER')
+            return
+        row = layout.row()
+        row.template_list("ONEMIN3D_UL_history", "", state, "history", state, "history_index", rows=4)
+        col = row.column(align=True)
+        col.operator("onemin3d.reimport", text="", icon='IMPORT').entry_id = ""
+        col.operator("onemin3d.remove_history", text="", icon='TRASH').entry_id = ""
+        col.separator()
+        col.operator("onemin3d.open_result_folder", text="", icon='FILE_FOLDER')
+
+        if not 0 <= state.history_index < len(state.history):
+            return
+        item = state.history[state.history_index]
+        box = layout.box()
+        col = box.column(align=True)
+        label, icon = STATE_LABELS.get(item.state, (item.state.capitalize(), 'QUESTION'))
+        col.label(text=f"{item.name}: {label}", icon=icon)
+        if item.other_file:
+            made_for = bpy.path.basename(item.blend_file) or "an unsaved file"
+            _wrapped(col, f"Made for {made_for}, so it was not imported here. Re-import it to use it "
+                          "in this file.", icon='FILE_BLEND')
+        if item.error:
+            _wrapped(col, item.error, icon='ERROR')
+        if item.result_file:
+            if item.result_exists:
+                col.label(text=f"Result: {bpy.path.basename(item.result_file)} ({item.result_kind})",
+                          icon='FILE')
+            else:
+                col.label(text="The result file is missing from disk.", icon='ERROR')
+        if item.credits_left >= 0:
+            col.label(text=f"Credits left then: {item.credits_left:,}")
+
+
+classes = (
+    VIEW3D_PT_onemin3d_main,
+    VIEW3D_PT_onemin3d_options,
+    ONEMIN3D_UL_history,
+    VIEW3D_PT_onemin3d_history,
+)
+
+
+
+def register() -> None:
+    global _previews
+    import bpy.utils.previews
+
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    _previews = bpy.utils.previews.new()
+    _no_thumbnail.clear()
+
+
+def unregister() -> None:
+    global _previews
+    import bpy.utils.previews
+
+    if _previews is not None:
+        bpy.utils.previews.remove(_previews)
+        _previews = None
+    _no_thumbnail.clear()
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,1883 @@
+#!/usr/bin/env python3
+"""Headless batch converter: photos in, Blender scenes (plus exports and previews) out, via 1min.ai.
+
+Runs two ways, with the same arguments:
+
+    blender -b --factory-startup --python-exit-code 1 --python scripts/image_to_3d.py -- ARGS
+    python scripts/image_to_3d.py ARGS                      # with the bpy wheel installed
+
+Network work runs in `core.jobs.JobRunner` worker threads (the same pipeline the add-on uses);
+everything that touches bpy runs on the main thread, which drains the runner's event queue and
+imports each result through `blender.scene_build.import_result` as soon as it arrives.
+
+Exit codes: 0 every input converted; 1 some inputs failed (the others are still converted and
+saved); 2 usage or configuration error (nothing was sent); 130 interrupted by Ctrl-C (what had
+finished is saved, and the report says what was interrupted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import dataclasses
+import glob
+import hashlib
+import json
+import logging
+import math
+import os
+import queue
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid as uuidlib
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: what a folder is searched for; anything but JPEG/PNG/WebP is converted before the upload
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".tga")
+EXPORT_FORMATS = ("glb", "fbx", "obj", "stl")
+MODES = ("auto", "plane", "displacement")
+MAX_JOBS = 8
+#: 1min.ai documents 180 requests per minute per key; keep a margin for the client's own retries.
+REQUESTS_PER_MINUTE = 170
+RESULT_DIR_NAME = "onemin3d-results"
+RENDER_SIZE = 256
+#: after Ctrl-C, how long to wait for jobs to acknowledge the cancel before leaving them behind
+CANCEL_GRACE = 10.0
+
+log = logging.getLogger("onemin3d.image_to_3d")  # replaced by get_logger() once the add-on is importable
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def script_argv(argv: Sequence[str] | None = None) -> list[str]:
+    """The arguments meant for this script: after `--` under Blender, else argv[1:]."""
+    argv = list(sys.argv if argv is None else argv)
+    this = Path(__file__).resolve()
+    if argv and _same_file(argv[0], this):
+        return argv[1:]  # python scripts/image_to_3d.py ARGS
+    if "--" in argv:
+        return argv[argv.index("--") + 1:]  # blender ... --python scripts/image_to_3d.py -- ARGS
+    return []
+
+
+def _same_file(a: str, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == b
+    except OSError:
+        return False
+
+
+EPILOG = """\
+inputs:
+  Files, folders (their JPEG, PNG, WebP, BMP, TIFF and TGA images; --recursive for sub-folders) and glob
+  patterns ("photos/*.jpg", quoted so the shell leaves them alone). A missing path is reported
+  as a failed input; it does not stop the batch.
+
+where things go:
+  --output OUT.blend     one scene with every result side by side, each in its own collection
+  --output-dir DIR       one DIR/<image name>.blend per image
+  --export FMT           also DIR/<image name>.FMT (next to the .blend) for each result
+  --render PATH          PATH ending in .png: one preview of the whole scene (--output only);
+                         a folder: one preview per result, <folder>/<image name>.png
+  --result-dir DIR       where every paid result is kept, with its history journal
+                         (default: <output folder>/onemin3d-results)
+  --json REPORT          a report: per input its status, files, error, stage and timings
+  A log with the full details of every run is written to <result dir>/logs/.
+
+the API key:
+  --api-key KEY, else the ONEMIN_API_KEY environment variable. Prefer the variable: command-line
+  arguments are visible to other users of the machine. The key is never printed or saved.
+
+examples:
+  %(prog)s photo.jpg --output photo.blend
+  %(prog)s shots/ --recursive --output-dir out/ --export glb --jobs 4 --json out/report.json
+  %(prog)s "shots/*.png" --mode displacement --strength 0.2 --solid --output relief.blend \\
+      --render relief.png
+  %(prog)s shots/ --output-dir out/ --resume      # after a failure or Ctrl-C: no credits spent twice
+
+exit codes:
+  0 every input converted   1 some inputs failed (the rest were converted and saved)
+  2 usage or configuration error (nothing was sent)   130 interrupted by Ctrl-C
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="image_to_3d.py",
+        description="Turn photos into 3D with 1min.ai (image to 3D) and save them as Blender scenes.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="also look for images in sub-folders (and let ** in patterns match them)")
+
+    out = p.add_argument_group("output")
+    where = out.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", type=Path, metavar="OUT.blend",
+                       help="one .blend with every result, side by side, each in its own collection")
+    where.add_argument("-d", "--output-dir", type=Path, metavar="DIR", help="one .blend per image in DIR")
+    out.add_argument("--export", choices=EXPORT_FORMATS, metavar="{glb,fbx,obj,stl}",
+                     help="also export each result in this format next to its .blend")
+    out.add_argument("--render", action="append", default=[], metavar="PNG|DIR",
+                     help="render a small Cycles preview: a .png path renders the whole scene, a folder "
+                          "one picture per result (may be given twice)")
+    out.add_argument("--pack", action="store_true", help="pack the images into the .blend files")
+    out.add_argument("--result-dir", type=Path, metavar="DIR",
+                     help=f"where paid results and their history are kept (default: <output folder>/{RESULT_DIR_NAME})")
+    out.add_argument("--json", type=Path, metavar="REPORT", dest="report",
+                     help="write a JSON report: one entry per input with status, files, error, stage, timings")
+
+    imp = p.add_argument_group("import")
+    imp.add_argument("--mode", choices=MODES, default="auto",
+                     help="auto: a model is imported as a model, a depth map as a relief, a colour image as "
+                          "a plane; plane: always a textured plane; displacement: always a relief "
+                          "(default: %(default)s)")
+    imp.add_argument("--resolution", type=_positive_int, default=512,
+                     help="relief: vertices on the long side (default: %(default)s)")
+    imp.add_argument("--strength", type=float, default=0.15,
+                     help="relief: depth as a fraction of the width (default: %(default)s)")
+    imp.add_argument("--invert", action="store_true", help="relief: dark is near instead of white")
+    imp.add_argument("--smooth", type=_non_negative_float, default=0.0,
+                     help="relief: blur the depth map by this many pixels, against JPEG noise (default: 0)")
+    imp.add_argument("--solid", action="store_true",
+                     help="relief: close it into a watertight solid with a flat back (printable)")
+    imp.add_argument("--size", type=_positive_float, default=2.0,
+                     help="height of a plane or relief, longest side of a model, in metres (default: %(default)s)")
+
+    api = p.add_argument_group("1min.ai")
+    api.add_argument("--api-key", metavar="KEY", help="the 1min.ai API key (default: $ONEMIN_API_KEY)")
+    api.add_argument("--base-url", metavar="URL",
+                     help="the API's address (default: $ONEMIN_API_BASE_URL, else https://api.1min.ai)")
+    api.add_argument("-j", "--jobs", type=_jobs, default=2,
+                     help=f"parallel conversions, 1 to {MAX_JOBS}; requests stay under "
+                          f"{REQUESTS_PER_MINUTE} a minute whatever the number (default: %(default)s)")
+    api.add_argument("--async", dest="use_async", action="store_true",
+                     help="start each generation and poll for it, instead of one long request; an "
+                          "interrupted batch can then be resumed without paying twice")
+    api.add_argument("--poll-interval", type=_positive_float, default=2.0,
+                     help="seconds between polls with --async (default: %(default)s)")
+    api.add_argument("--timeout", type=_positive_float, default=300.0,
+                     help="seconds to wait for a generation to answer (default: %(default)s)")
+    api.add_argument("--proxy", metavar="URL", help="an HTTP(S) proxy (the usual HTTPS_PROXY variables also work)")
+    api.add_argument("--ca-bundle", type=Path, metavar="PEM", help="a CA bundle for TLS-inspecting proxies")
+    api.add_argument("--upscale", action="store_true",
+                     help="scale images smaller than 512×512 up to it, instead of refusing them")
+    api.add_argument("--resume", action="store_true",
+                     help="skip inputs whose result already exists in the result folder or the report: "
+                          "they are imported from disk, and nothing is paid twice")
+
+    con = p.add_argument_group("console")
+    talk = con.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    talk.add_argument("-v", "--verbose", action="store_true", help="also print the log on stderr")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be zero or more, not {text}")
+    return value
+
+
+def _jobs(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_JOBS}, not {text}")
+    return value
+
+
+class UsageError(Exception):
+    """A problem with the arguments or the set-up: exit 2 before anything is sent."""
+
+
+class StepFailed(Exception):
+    """A step after the import (an export, a render) failed; `message` is for the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Item:
+    """One input and everything that happened to it; the report is written from these."""
+
+    index: int
+    given: str
+    path: Path | None
+    name: str = ""
+    status: str = "pending"  # pending | running | converted | skipped | failed | interrupted
+    stage: str = "queued"
+    error: str | None = None
+    error_type: str | None = None
+    result_file: Path | None = None
+    result_kind: str | None = None
+    import_kind: str | None = None  # PLANE | RELIEF | MODEL: what the result became in the scene
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    blend_file: Path | None = None
+    exports: list[Path] = dataclasses.field(default_factory=list)
+    renders: list[Path] = dataclasses.field(default_factory=list)
+    reused: bool = False          # no new generation: the result (or its generation) came from an earlier run
+    resumed_from: str | None = None  # "result" (a file on disk), "generation" (a uuid polled again)
+    uuid: str | None = None
+    credits_left: int | None = None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    started: float | None = None
+    finished: float | None = None
+    stage_started: float | None = None
+    history_id: str | None = None
+    sha256: str | None = None
+    collection: Any = None  # bpy.types.Collection while the scene is open; never in the report
+
+    @property
+    def label(self) -> str:
+        return self.path.name if self.path is not None else self.given
+
+    def fail(self, message: str, *, stage: str | None = None, error_type: str = "Error") -> None:
+        self.status, self.error, self.error_type = "failed", message, error_type
+        if stage:
+            self.stage = stage
+        self.finished = time.time()
+
+    def report_entry(self) -> dict[str, Any]:
+        files: dict[str, Any] = {
+            "result": _s(self.result_file),
+            "blend": _s(self.blend_file),
+            "exports": [str(p) for p in self.exports],
+            "renders": [str(p) for p in self.renders],
+        }
+        timings = {k: round(v, 3) for k, v in self.timings.items()}
+        if self.started is not None and self.finished is not None:
+            timings["total"] = round(self.finished - self.started, 3)
+        return {
+            "input": self.given,
+            "path": _s(self.path),
+            "name": self.name,
+            "status": self.status,
+            "stage": self.stage,
+            "error": self.error,
+            "error_type": self.error_type if self.error else None,
+            "result_kind": self.result_kind,
+            "import_kind": self.import_kind,
+            "warnings": list(self.warnings),
+            "reused_result": self.reused,
+            "resumed_from": self.resumed_from,
+            "uuid": self.uuid,
+            "credits_left": self.credits_left,
+            "files": files,
+            "timings": timings,
+        }
+
+
+def _s(p: Path | None) -> str | None:
+    return None if p is None else str(p)
+
+
+def collect_inputs(patterns: Sequence[str], recursive: bool) -> list[Item]:
+    """Expand files, folders and globs into one Item per image, in order, without duplicates.
+
+    A path that does not exist (and matches nothing as a pattern) becomes an Item with no path:
+    it is reported as a failed input rather than stopping the batch.
+    """
+    items: list[Item] = []
+    seen: set[Path] = set()
+
+    def add(given: str, path: Path | None) -> None:
+        if path is not None:
+            key = path.resolve()
+            if key in seen:
+                return
+            seen.add(key)
+            path = key
+        items.append(Item(index=len(items), given=given, path=path))
+
+    for given in patterns:
+        p = Path(given).expanduser()
+        if p.is_dir():
+            found = _images_in(p, recursive)
+            if not found:
+                log.warning("no images in folder %s", p)
+            for f in found:
+                add(str(f), f)
+        elif p.exists():
+            add(given, p)
+        elif glob.has_magic(given):
+            matches = sorted(glob.glob(os.path.expanduser(given), recursive=recursive))
+            files = [Path(m) for m in matches if Path(m).is_file()
+                     and Path(m).suffix.lower() in IMAGE_SUFFIXES]
+            if not files:
+                add(given, None)  # reported as "no image matches"
+            for f in files:
+                add(str(f), f)
+        else:
+            add(given, None)
+    _name_items(items)
+    return items
+
+
+def _images_in(folder: Path, recursive: bool) -> list[Path]:
+    walker = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(f for f in walker if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                  and not f.name.startswith("."))
+
+
+def _name_items(items: list[Item]) -> None:
+    """A file-system-safe, batch-unique name per item: the image's stem, then -2, -3, ..."""
+    used: set[str] = set()
+    for item in items:
+        stem = item.path.stem if item.path is not None else Path(item.given).stem or "input"
+        base = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._") or "image"
+        base = base[:80]
+        name, n = base, 1
+        while name.lower() in used:
+            n += 1
+            name = f"{base}-{n}"
+        used.add(name.lower())
+        item.name = name
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Config:
+    args: argparse.Namespace
+    api_key: str = dataclasses.field(repr=False)
+    base_url: str
+    out_dir: Path            # the folder of --output, or --output-dir
+    result_dir: Path
+    scene_render: Path | None
+    render_dirs: list[Path]
+    log_file: Path
+
+
+def configure(args: argparse.Namespace, environ: dict[str, str]) -> Config:
+    """Check everything that can be checked before a request is made; UsageError otherwise."""
+    key = (args.api_key or environ.get("ONEMIN_API_KEY") or "").strip()
+    if not key:
+        raise UsageError(
+            "No 1min.ai API key: set the ONEMIN_API_KEY environment variable "
+            "(export ONEMIN_API_KEY=...) or pass --api-key KEY. Keys are made in your 1min.ai "
+            "account, under API keys.")
+    base_url = (args.base_url or environ.get("ONEMIN_API_BASE_URL") or "").strip().rstrip("/")
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url must start with http:// or https://, not {base_url!r}")
+
+    if args.output is not None:
+        output = args.output.expanduser().resolve()
+        if output.suffix.lower() != ".blend":
+            raise UsageError(f"--output must name a .blend file, not {args.output}")
+        if output.is_dir():
+            raise UsageError(f"--output {args.output} is a folder: give a .blend file, or use --output-dir")
+        args.output = output
+        out_dir = output.parent
+    else:
+        out_dir = args.output_dir.expanduser().resolve()
+        args.output_dir = out_dir
+    _ensure_writable(out_dir, "output folder")
+
+    result_dir = (args.result_dir.expanduser().resolve() if args.result_dir else out_dir / RESULT_DIR_NAME)
+    _ensure_writable(result_dir, "result folder (--result-dir)")
+
+    scene_render: Path | None = None
+    render_dirs: list[Path] = []
+    for raw in args.render:
+        target = Path(raw).expanduser().resolve()
+        if target.suffix.lower() == ".png":
+            if args.output is None:
+                raise UsageError("--render FILE.png renders the whole scene, which needs --output; "
+                                 "with --output-dir give a folder, for one picture per image")
+            _ensure_writable(target.parent, "render folder")
+            scene_render = target
+        elif target.suffix:
+            raise UsageError(f"--render takes a .png file or a folder, not {raw}")
+        else:
+            _ensure_writable(target, "render folder")
+            render_dirs.append(target)
+
+    if args.report is not None:
+        args.report = args.report.expanduser().resolve()
+        if args.report.is_dir():
+            raise UsageError(f"--json {args.report} is a folder: give a file name, e.g. report.json")
+        _ensure_writable(args.report.parent, "report folder")
+
+    if args.ca_bundle is not None and not args.ca_bundle.is_file():
+        raise UsageError(f"--ca-bundle {args.ca_bundle}: no such file")
+
+    logs = result_dir / "logs"
+    _ensure_writable(logs, "log folder")
+    log_file = logs / time.strftime("image_to_3d-%Y%m%d-%H%M%S.log")
+    return Config(args=args, api_key=key, base_url=base_url, out_dir=out_dir, result_dir=result_dir,
+                  scene_render=scene_render, render_dirs=render_dirs, log_file=log_file)
+
+
+def _ensure_writable(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".onemin3d-write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"Cannot write to the {what} {folder}: {reason}. "
+                         "Choose a folder you can write to.") from None
+
+
+def setup_logging(config: Config) -> None:
+    """Everything (tracebacks included) goes to the log file; stderr gets it only with --verbose."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    handler = logging.FileHandler(config.log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    if config.args.verbose:
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        err.setLevel(logging.INFO)
+        root.addHandler(err)
+    logging.captureWarnings(True)
+    for noisy in ("urllib3", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+
+
+# --- Blender -------------------------------------------------------------------------------------
+
+
+def start_blender(config: Config) -> Any:
+    """Import bpy, register the add-on, start from an empty scene, then allow online access.
+
+    Online access is switched on only after registration and the empty file are in place: the
+    add-on's runtime resumes the in-Blender history's interrupted jobs when it registers and
+    whenever a file is loaded, and those jobs are not this batch's business.
+    """
+    import bpy
+
+    if getattr(bpy.app, "online_access_override", False) and not bpy.app.online_access:
+        raise UsageError("Blender was started with --offline-mode, so no request may be made: "
+                         "drop --offline-mode to convert images.")
+    online = bpy.context.preferences.system
+    online.use_online_access = False
+    with _blender_output_to_log():
+        _enable_addon(bpy)
+        bpy.ops.wm.read_homefile(use_empty=True)
+    # Running this command is the user's explicit request to go online, like blender --online-mode.
+    online.use_online_access = True
+    return bpy
+
+
+def _running_inside_blender() -> bool:
+    """True under the blender executable, which imports bpy before it runs --python scripts."""
+    return "bpy" in sys.modules and not _same_file(sys.argv[0] if sys.argv else "", Path(__file__).resolve())
+
+
+def _hermetic_user_folder() -> None:
+    """With the bpy wheel, keep Blender's user folders (config, scripts) in a temporary folder.
+
+    The add-on is registered from this repository, so nothing is needed from the user's own
+    Blender set-up, and nothing of this run should land in it. Must run before `import bpy`.
+    """
+    if _running_inside_blender() or "BLENDER_USER_RESOURCES" in os.environ:
+        return
+    folder = tempfile.mkdtemp(prefix="onemin3d-cli-user-")
+    os.environ["BLENDER_USER_RESOURCES"] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
+def _enable_addon(bpy: Any) -> None:
+    """Enable the add-on: this repository's copy when the script runs from it, else the installed
+    extension (bl_ext.<repository>.onemin3d)."""
+    import addon_utils
+
+    def fail(exc: BaseException) -> None:
+        raise exc
+
+    if (ROOT / "onemin3d_addon" / "__init__.py").is_file():
+        _addon_path()
+        names = ["onemin3d_addon"]
+    else:
+        names = [m.__name__ for m in addon_utils.modules() if m.__name__.split(".")[-1] == "onemin3d"]
+    if not names:
+        raise UsageError("The onemin3d add-on was not found: run this script from the repository, "
+                         "or install the extension in Blender first.")
+    name = names[0]
+    if not addon_utils.check(name)[1]:
+        addon_utils.enable(name, default_set=True, handle_error=fail)
+
+
+@contextlib.contextmanager
+def _blender_output_to_log() -> Iterator[None]:
+    """Send what Blender and its importers print (C-level stdout and stderr) to the log file.
+
+    Importers and the renderer print progress chatter, and Python add-ons print tracebacks they
+    caught themselves; none of it belongs between our progress lines, all of it belongs in the log.
+    """
+    log_path = _log_file_path()
+    if log_path is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(log_path, "ab", buffering=0) as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _log_file_path() -> str | None:
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.FileHandler):
+            h.flush()
+            return h.baseFilename
+    return None
+
+
+# --- rate limit ----------------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """At most `limit` requests in any `window` seconds, shared by every job (thread-safe).
+
+    A sliding-window log rather than a refilling bucket: a bucket of capacity C refilled at r/s
+    lets C + 60·r requests through in the first minute, while the log's guarantee is exactly
+    the documented one ("180 per minute"), and a batch smaller than the limit is never slowed.
+    """
+
+    def __init__(self, limit: int = REQUESTS_PER_MINUTE, window: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self._clock = limit, window, clock
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.waited = 0.0  # total seconds jobs spent waiting, for the log
+
+    def acquire(self, cancel: threading.Event | None = None) -> bool:
+        """Wait for a slot; False if `cancel` was set meanwhile."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and now - self._sent[0] >= self.window:
+                    self._sent.popleft()
+                if len(self._sent) < self.limit:
+                    self._sent.append(now)
+                    return True
+                wait = self.window - (now - self._sent[0])
+                self.waited += wait
+            if cancel is not None:
+                if cancel.wait(min(wait, 0.5)):
+                    return False
+            else:
+                time.sleep(min(wait, 0.5))
+
+
+#: The pipeline reports a stage before that stage's request goes out, and each poll once; so a
+#: slot taken at each of these reports paces the requests themselves. The client's own retries
+#: (a 429 after Retry-After, a result 404 right after success) are not counted: it backs off.
+_REQUEST_STAGES = frozenset({"upload", "generate", "poll", "download"})
+
+
+def paced(run: Callable[..., Any], limiter: RateLimiter) -> Callable[..., Any]:
+    """Wrap pipeline.run so that each job takes a rate-limit slot before each request."""
+
+    def paced_run(request: Any, **kw: Any) -> Any:
+        progress = kw.get("progress")
+        cancel: threading.Event | None = kw.get("cancel")
+        last: list[str] = [""]
+
+        def progress_with_slot(stage: str, fraction: float, message: str) -> None:
+            if stage == "poll":
+                take = fraction < 1.0  # once per answer while polling
+            else:  # once as the stage starts, before its request (not for a result already on disk)
+                take = stage in _REQUEST_STAGES and stage != last[0] and fraction == 0.0
+            if take:
+                limiter.acquire(cancel)
+            last[0] = stage
+            if progress is not None:
+                progress(stage, fraction, message)
+
+        kw["progress"] = progress_with_slot
+        return run(request, **kw)
+
+    return paced_run
+
+
+# --- console -------------------------------------------------------------------------------------
+
+
+class Console:
+    """Progress on stderr: a bar on a terminal, else one line per stage change per image."""
+
+    def __init__(self, total: int, *, quiet: bool, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.total, self.quiet = total, quiet
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) and not quiet
+        self.started = time.monotonic()
+        self.fraction: dict[int, float] = {}
+        self.current: dict[int, str] = {}
+        self.done = self.failed = 0
+        self._drawn = 0.0
+        self._bar_visible = False
+        self._encoding = getattr(self.stream, "encoding", None) or "utf-8"
+        self._block = "█" if self._encodable("█") else "#"
+
+    # -- events
+    def stage(self, item: Item, stage: str, fraction: float = 0.0) -> None:
+        changed = self.current.get(item.index) != f"{item.label}: {stage}"
+        self.current[item.index] = f"{item.label}: {stage}"
+        self.fraction[item.index] = _overall_fraction(stage, fraction)
+        if self.quiet:
+            return
+        if self.tty:
+            self.draw(force=changed)
+        elif changed:
+            self._line(f"{self.counter(item)} {item.label}: {stage}")
+
+    def finished(self, item: Item) -> None:
+        self.current.pop(item.index, None)
+        self.fraction[item.index] = 1.0
+        if item.status == "failed":
+            self.failed += 1
+            self.message(f"{self.counter(item)} {item.label}: FAILED at {item.stage}: {item.error}",
+                         error=True)
+        elif item.status == "interrupted":
+            self.message(f"{self.counter(item)} {item.label}: interrupted at {item.stage}")
+        elif item.status in ("converted", "skipped"):
+            self.done += 1
+            if not self.quiet:
+                what = {"result": "done (result from the result folder)",
+                        "generation": "done (earlier generation fetched, none started)"}.get(
+                    item.resumed_from or "", "done")
+                if item.status == "skipped":
+                    what = "skipped (already done)"
+                took = ""
+                if item.status == "converted" and item.started is not None and item.finished is not None:
+                    took = f" in {item.finished - item.started:.1f} s"
+                target = item.blend_file.name if item.blend_file else ""
+                self.message(f"{self.counter(item)} {item.label}: {what}{took}"
+                             f"{' → ' + target if target else ''}")
+        if self.tty:
+            self.draw(force=True)
+
+    def message(self, text: str, *, error: bool = False) -> None:
+        if self.quiet and not error:
+            return
+        self._clear()
+        self._line(text)
+        if self.tty:
+            self.draw(force=True)
+
+    def tick(self) -> None:
+        if self.tty and time.monotonic() - self._drawn > 0.5:
+            self.draw(force=True)
+
+    def close(self) -> None:
+        self._clear()
+
+    # -- drawing
+    def counter(self, item: Item) -> str:
+        width = len(str(self.total))
+        return f"[{item.index + 1:>{width}}/{self.total}]"
+
+    def draw(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._drawn < 0.1:
+            return
+        self._drawn = now
+        cols = shutil.get_terminal_size((100, 20)).columns
+        frac = sum(self.fraction.values()) / max(self.total, 1)
+        bar_w = max(10, min(30, cols // 4))
+        filled = int(round(frac * bar_w))
+        elapsed = int(now - self.started)
+        head = (f"{frac * 100:3.0f}% |{self._block * filled}{' ' * (bar_w - filled)}| "
+                f"{self.done + self.failed}/{self.total} "
+                f"[{elapsed // 60:d}:{elapsed % 60:02d}]")
+        if self.failed:
+            head += f" {self.failed} failed"
+        tail = ""
+        if self.current:
+            tail = " " + "; ".join(list(self.current.values())[:3])
+        text = self._safe(head + tail)[: cols - 1]
+        self.stream.write("\r" + text + "\x1b[K")
+        self.stream.flush()
+        self._bar_visible = True
+
+    def _clear(self) -> None:
+        if self._bar_visible:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._bar_visible = False
+
+    def _line(self, text: str) -> None:
+        self.stream.write(self._safe(text) + "\n")
+        self.stream.flush()
+
+    def _encodable(self, text: str) -> bool:
+        try:
+            text.encode(self._encoding)
+        except (UnicodeEncodeError, LookupError):
+            return False
+        return True
+
+    def _safe(self, text: str) -> str:
+        """`text` as the stream can print it (a Windows console may not take "…" or "×")."""
+        if self._encodable(text):
+            return text
+        return text.encode(self._encoding, errors="replace").decode(self._encoding, errors="replace")
+
+
+_STAGE_ORDER = ("queued", "prepare", "upload", "generate", "poll", "download", "import", "save",
+                "export", "render")
+
+
+def _overall_fraction(stage: str, fraction: float) -> float:
+    try:
+        i = _STAGE_ORDER.index(stage)
+    except ValueError:
+        return 0.0
+    return min(1.0, (i + max(0.0, min(1.0, fraction))) / len(_STAGE_ORDER))
+
+
+# --- the batch -----------------------------------------------------------------------------------
+
+
+class Interrupt:
+    """Ctrl-C once: cancel the running jobs and save what finished. Twice: stop at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: Any = None
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+
+
+class Batch:
+    """Runs the items through the job runner and builds the scene(s) on the main thread."""
+
+    def __init__(self, config: Config, items: list[Item], bpy: Any, console: Console,
+                 interrupt: Interrupt) -> None:
+        self.config, self.args = config, config.args
+        self.items, self.bpy, self.console, self.interrupt = items, bpy, console, interrupt
+        self.by_job: dict[str, Item] = {}
+        self.limiter = RateLimiter()
+        self.interrupted = False
+        self.interrupted_at = 0.0
+        self.started = time.time()
+        self.scene_time: dict[str, float] = {}
+        self.problems: list[str] = []          # scene-level failures (the whole-scene render)
+        self.stopped_because: str | None = None  # the key was rejected, or the credits ran out
+        self.startup = 0.0                      # seconds from main() to a ready Blender
+        self.run_time: float | None = None      # seconds from the first submission to the saved scene
+
+        from onemin3d_addon.blender import scene_build
+        from onemin3d_addon.core import history, jobs, pipeline
+
+        self.scene_build, self.pipeline, self.jobs_mod = scene_build, pipeline, jobs
+        self.history = history.History(config.result_dir)
+        self._journal_lock = threading.Lock()
+        # Checkpoints are journalled on the worker thread, before the event is queued: a uuid is
+        # on disk even while the main thread is busy importing, or if the process dies.
+        self.runner = jobs.JobRunner(max_workers=self.args.jobs, run=paced(pipeline.run, self.limiter),
+                                     journal=self._journal_checkpoint)
+
+    def check_key(self) -> None:
+        """A free request before the first paid one: a rejected key or an unreachable server is a
+        configuration error (exit 2) found in a second, not a batch of failures."""
+        from onemin3d_addon.core import client, errors
+
+        base = self.config.base_url or client.DEFAULT_BASE_URL
+        self.limiter.acquire()
+        try:
+            with client.OneMinClient(self.config.api_key, base, client.Timeouts(read=30.0),
+                                     proxy=self.args.proxy,
+                                     ca_bundle=str(self.args.ca_bundle) if self.args.ca_bundle else None) as c:
+                accepted = c.check_key()
+        except (errors.NetworkError, errors.OfflineError) as exc:
+            raise UsageError(f"{cli_message(exc)} (API at {base})") from None
+        except errors.Onemin3DError as exc:  # a 5xx or 429 now says nothing about the key
+            log.warning("the key check was inconclusive (%r); going on", exc)
+            return
+        if not accepted:
+            raise UsageError(cli_message(errors.AuthError(status=401)))
+
+    # -- main loop
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._run()
+        finally:
+            self.run_time = time.perf_counter() - t0
+
+    def _run(self) -> None:
+        previous = load_previous(self.config, self.history) if self.args.resume else None
+        pending: list[Item] = []
+        for item in self.items:
+            if item.path is None:
+                pattern = glob.has_magic(item.given)
+                item.fail(f"no image matches {item.given!r}" if pattern else f"file not found: {item.given}",
+                          stage="input", error_type="FileNotFoundError")
+                self.console.finished(item)
+                continue
+            if not item.path.is_file():
+                item.fail(f"not a file: {item.given}", stage="input", error_type="FileNotFoundError")
+                self.console.finished(item)
+                continue
+            try:
+                item.sha256 = _sha256(item.path)
+            except OSError as exc:
+                item.fail(f"cannot read {item.given}: {exc.strerror or exc}", stage="input",
+                          error_type="OSError")
+                self.console.finished(item)
+                continue
+            pending.append(item)
+
+        plan: list[tuple[Item, Any]] = []
+        for item in pending:
+            resume = None
+            if previous is not None:
+                if self._already_done(item, previous):
+                    continue
+                resume = previous.checkpoint_for(item, self.pipeline)
+            plan.append((item, resume))
+        # results already on disk need no network: a re-assembly works offline
+        if any(resume is None or resume.result_file is None for _, resume in plan):
+            self.check_key()
+        for item, resume in plan:
+            self._submit(item, resume)
+        write_report(self.config, self.items, self, partial=True)
+
+        while self.by_job and not self._all_terminal():
+            if self.interrupt.event.is_set() and not self.interrupted:
+                self._cancel_all()
+            if self.interrupted and time.monotonic() - self.interrupted_at > CANCEL_GRACE:
+                log.warning("jobs still running %.0f s after Ctrl-C; leaving them", CANCEL_GRACE)
+                break
+            try:
+                event = self.runner.events.get(timeout=0.1)
+            except queue.Empty:
+                self.console.tick()
+                continue
+            self._handle(event)
+        self.runner.shutdown(timeout=5.0)
+        self.finish_scene()
+
+    def _all_terminal(self) -> bool:
+        return all(i.status not in ("pending", "running") for i in self.by_job.values())
+
+    def _submit(self, item: Item, resume: Any) -> None:
+        assert item.path is not None
+        request = self.pipeline.Request(
+            image_path=item.path,
+            api_key=self.config.api_key,
+            result_dir=self.config.result_dir,
+            **({"base_url": self.config.base_url} if self.config.base_url else {}),
+            use_async=self.args.use_async,
+            timeouts=_timeouts(self.args.timeout),
+            poll_interval=self.args.poll_interval,
+            proxy=self.args.proxy,
+            allow_upscale=self.args.upscale,
+            ca_bundle=str(self.args.ca_bundle) if self.args.ca_bundle else None,
+        )
+        item.status, item.started = "running", time.time()
+        item.history_id = item.history_id or new_history_id()
+        self.by_job[item.history_id] = item  # before submit: a worker may journal at once
+        self._journal(item, state="queued", stage="queued")
+        self.runner.submit(request, job_id=item.history_id, resume=resume)
+
+    def _cancel_all(self) -> None:
+        self.interrupted = True
+        self.interrupted_at = time.monotonic()
+        self.console.message("Interrupted: cancelling the running jobs and saving what has finished "
+                             "(Ctrl-C again to stop at once)…", error=True)
+        self.runner.cancel_all()
+
+    # -- events (main thread)
+    def _handle(self, event: Any) -> None:
+        item = self.by_job.get(event.job_id)
+        if item is None:
+            return
+        jobs = self.jobs_mod
+        if isinstance(event, jobs.Progress):
+            if event.stage != item.stage:
+                self._journal(item, state="running", stage=event.stage)
+            item.stage = event.stage
+            self.console.stage(item, event.stage, event.fraction)
+        elif isinstance(event, jobs.Checkpointed):  # already journalled by the worker
+            if event.checkpoint.uuid:
+                item.uuid = event.checkpoint.uuid
+        elif isinstance(event, jobs.Done):
+            self._done(item, event.result)
+        elif isinstance(event, jobs.Failed):
+            self._failed(item, event.error)
+
+    def _failed(self, item: Item, error: BaseException) -> None:
+        from onemin3d_addon.core import errors
+
+        stage = getattr(error, "stage", None) or item.stage
+        if isinstance(error, errors.Cancelled) and self.stopped_because:
+            # cancelled because the key or the credits failed for another image: same cause here
+            item.fail(f"Not converted: {self.stopped_because}", stage=stage, error_type="Cancelled")
+            self._journal(item, state="cancelled", error=item.error)
+        elif isinstance(error, errors.Cancelled):
+            item.status, item.stage = "interrupted", stage
+            item.error = _interrupted_message(stage, self.args.use_async, item.uuid)
+            item.error_type = "Cancelled"
+            item.finished = time.time()
+            self._journal(item, state="cancelled", error=item.error)
+        else:
+            item.fail(cli_message(error), stage=stage, error_type=type(error).__name__)
+            log.info("%s failed at %s: %r", item.given, stage, error)
+            self._journal(item, state="failed", error=item.error)
+            if isinstance(error, errors.AuthError | errors.CreditsExhausted) and not self.stopped_because:
+                # every other image would fail the same way (and a rejected key is worth no retries)
+                self.stopped_because = item.error
+                self.console.message("Stopping: the other images cannot be converted either.", error=True)
+                self.runner.cancel_all()
+        self.console.finished(item)
+        write_report(self.config, self.items, self, partial=True)
+
+    def _done(self, item: Item, result: Any) -> None:
+        item.result_file, item.result_kind = Path(result.file), result.kind
+        # the pipeline's own "total" is its network time; "total" in the report is the item's
+        item.timings.update({("network" if k == "total" else k): v for k, v in result.timings.items()})
+        record = getattr(result, "record", None)
+        if record is not None:
+            item.uuid = record.uuid or item.uuid
+            item.credits_left = getattr(record, "credits_left", None)
+        self._journal(item, state="done", stage="download", result=result)
+        try:
+            self.build(item)
+        except Exception as exc:  # one bad result never aborts the batch
+            self._import_failed(item, exc)
+        else:
+            item.status, item.stage = "converted", "done"
+            item.finished = time.time()
+            self._journal(item, state="imported", stage="imported")
+        self.console.finished(item)
+        write_report(self.config, self.items, self, partial=True)
+
+    def _import_failed(self, item: Item, exc: BaseException) -> None:
+        from onemin3d_addon.core import errors
+
+        if isinstance(exc, errors.Onemin3DError):
+            message = cli_message(exc)
+        elif isinstance(exc, StepFailed):
+            message = exc.message
+        else:
+            log.error("unexpected error while building %s:\n%s", item.given, traceback.format_exc())
+            message = f"Blender could not build the scene ({type(exc).__name__}: {exc})"
+        message += f" The result is kept in {item.result_file}; run again with --resume to retry for free."
+        item.fail(message, stage=item.stage if item.stage != "download" else "import",
+                  error_type=type(exc).__name__)
+        self._journal(item, state="failed", error=message)
+
+    # -- Blender work (main thread)
+    def build(self, item: Item) -> None:
+        """Import one result, then render / save / export it as the arguments ask.
+
+        With --output-dir every image gets a file of its own: what this image added to
+        bpy.data is removed again once its file is written, so the next one starts clean.
+        """
+        per_file = self.args.output_dir is not None
+        before = set(self.bpy.data.user_map()) if per_file else set()
+        try:
+            self._build(item, per_file)
+        finally:
+            if per_file:
+                item.collection = None
+                with _blender_output_to_log():
+                    remove_new_data(self.bpy, before)
+
+    def _build(self, item: Item, per_file: bool) -> None:
+        bpy = self.bpy
+        self._set_stage(item, "import")
+        t0 = time.perf_counter()
+        with _blender_output_to_log():
+            collection = self._import(item)
+        item.collection = collection
+        if per_file:
+            layout_grid([collection])
+        item.timings["import"] = time.perf_counter() - t0
+
+        render_failure: StepFailed | None = None
+        if self.config.render_dirs:
+            self._set_stage(item, "render")
+            t0 = time.perf_counter()
+            for folder in self.config.render_dirs:
+                target = folder / f"{item.name}.png"
+                try:
+                    with _blender_output_to_log():
+                        render_preview(bpy, [collection], target)
+                except Exception as exc:  # the scene is still saved; the item reports the failure
+                    log.error("rendering %s failed:\n%s", target, traceback.format_exc())
+                    render_failure = StepFailed(f"The preview render to {target} failed "
+                                                f"({type(exc).__name__}: {exc}).")
+                    break
+                item.renders.append(target)
+            item.timings["render"] = time.perf_counter() - t0
+
+        if per_file:
+            assert self.args.output_dir is not None
+            self._finish_file(self.args.output_dir / f"{item.name}.blend", [item])
+        if render_failure is not None:
+            raise render_failure
+
+    def _import(self, item: Item) -> Any:
+        assert item.path is not None and item.result_file is not None
+        made = self.scene_build.import_result(item.result_file, item.path, self.args.mode.upper(),
+                                              import_options(self.args))
+        item.import_kind = getattr(made, "kind", None)
+        for warning in getattr(made, "warnings", None) or []:
+            item.warnings.append(warning)
+            self.console.message(f"{self.console.counter(item)} {item.label}: note: {warning}")
+        return _collection_of(made)
+
+    def _finish_file(self, blend: Path, items: list[Item]) -> None:
+        """Save `blend` and the exports of `items` next to it."""
+        bpy = self.bpy
+        per_file = len(items) == 1 and self.args.output_dir is not None
+        for it in items:
+            self._set_stage(it, "save", show=per_file)
+        t0 = time.perf_counter()
+        with _blender_output_to_log():
+            if self.args.pack:
+                pack_images(bpy)
+            save_blend(bpy, blend)
+        for it in items:
+            it.blend_file = blend
+            it.timings["save"] = time.perf_counter() - t0
+        if self.args.export:
+            for it in items:
+                if it.collection is None:
+                    continue
+                self._set_stage(it, "export", show=per_file)
+                t0 = time.perf_counter()
+                target = blend.parent / f"{it.name}.{self.args.export}"
+                try:
+                    with _blender_output_to_log():
+                        export_collection(bpy, it.collection, target, self.args.export)
+                except Exception as exc:  # one failed export never costs the others
+                    log.error("exporting %s failed:\n%s", target, traceback.format_exc())
+                    failure = StepFailed(f"The {self.args.export.upper()} export to {target} failed "
+                                          f"({type(exc).__name__}: {exc}); the .blend was saved.")
+                    if per_file:
+                        raise failure from exc
+                    it.fail(failure.message, stage="export", error_type=type(exc).__name__)
+                    continue
+                it.exports.append(target)
+                it.timings["export"] = time.perf_counter() - t0
+
+    def finish_scene(self) -> None:
+        """--output: lay out, render and save the one scene with every finished result."""
+        if self.args.output is None:
+            return
+        done = [i for i in self.items if i.collection is not None]
+        if done:
+            layout_grid([i.collection for i in done])
+        if self.config.scene_render is not None and done:
+            self.console.message(f"Rendering {self.config.scene_render.name}…")
+            t0 = time.perf_counter()
+            try:
+                with _blender_output_to_log():
+                    render_preview(self.bpy, [i.collection for i in done], self.config.scene_render)
+            except Exception as exc:
+                log.error("rendering %s failed:\n%s", self.config.scene_render, traceback.format_exc())
+                self.problems.append(f"the preview render to {self.config.scene_render} failed "
+                                     f"({type(exc).__name__}: {exc})")
+                self.console.message(f"ERROR: {self.problems[-1]}", error=True)
+            self.scene_time["render"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        what = f" and {len(done)} {self.args.export} file{'s' if len(done) != 1 else ''}" if self.args.export else ""
+        self.console.message(f"Saving {self.args.output.name}{what}…")
+        try:
+            self._finish_file(self.args.output, done)
+            for it in done:
+                if it.status == "converted":
+                    it.stage = "done"
+        except Exception as exc:
+            log.error("saving %s failed:\n%s", self.args.output, traceback.format_exc())
+            for it in done:
+                it.fail(f"the scene could not be saved to {self.args.output}: {exc}", stage="save",
+                        error_type=type(exc).__name__)
+        self.scene_time["save"] = time.perf_counter() - t0
+
+    def _set_stage(self, item: Item, stage: str, *, show: bool = True) -> None:
+        item.stage = stage
+        if show:
+            self.console.stage(item, stage)
+
+    def _already_done(self, item: Item, previous: Previous) -> bool:
+        """--resume with --output-dir: the image's .blend is there and its result is known."""
+        if self.args.output_dir is None:
+            return False
+        blend = self.args.output_dir / f"{item.name}.blend"
+        known = previous.result_for(item)
+        if not blend.is_file() or known is None:
+            return False
+        item.status, item.stage, item.reused, item.resumed_from = "skipped", "done", True, "result"
+        item.blend_file, item.result_file = blend, known
+        item.started = item.finished = time.time()
+        for ext in EXPORT_FORMATS:
+            if (blend.parent / f"{item.name}.{ext}").is_file() and ext == self.args.export:
+                item.exports.append(blend.parent / f"{item.name}.{ext}")
+        self.console.finished(item)
+        return True
+
+    # -- history journal (main thread, and workers through _journal_checkpoint)
+    def _journal(self, item: Item, *, state: str | None = None, stage: str | None = None,
+                 checkpoint: Any = None, result: Any = None, error: str | None = None) -> None:
+        try:
+            with self._journal_lock:
+                journal(self.history, item, self.args, state=state, stage=stage, checkpoint=checkpoint,
+                        result=result, error=error)
+        except Exception:  # the journal is a safety net: its failure must not fail the image
+            log.warning("could not write the history entry of %s:\n%s", item.given, traceback.format_exc())
+
+    def _journal_checkpoint(self, job_id: str, checkpoint: Any) -> None:
+        item = self.by_job.get(job_id)
+        if item is not None:
+            self._journal(item, checkpoint=checkpoint)
+
+
+def import_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line's import options, named as `scene_build.import_result` takes them."""
+    return {
+        "resolution": args.resolution,
+        "strength": args.strength,
+        "invert": args.invert,
+        "smooth": args.smooth,
+        "solid": args.solid,
+        "height": args.size,        # a plane's or relief's height
+        "target_size": args.size,   # a model's longest side
+    }
+
+
+def _collection_of(made: Any) -> Any:
+    """import_result's collection, whatever shape it is returned in."""
+    import bpy
+
+    if isinstance(made, bpy.types.Collection):
+        return made
+    if isinstance(made, tuple | list):
+        for part in made:
+            if isinstance(part, bpy.types.Collection):
+                return part
+        objs = [o for o in made if isinstance(o, bpy.types.Object)]
+        if objs and objs[0].users_collection:
+            return objs[0].users_collection[0]
+    coll = getattr(made, "collection", None)
+    if coll is not None:
+        return coll
+    raise TypeError(f"import_result returned {type(made).__name__}, not a collection")
+
+
+def _timeouts(generate: float) -> Any:
+    from onemin3d_addon.core.client import Timeouts
+
+    return Timeouts(generate=generate)
+
+
+def cli_message(err: BaseException) -> str:
+    """`errors.user_message(err)`, with the add-on's UI places swapped for this tool's options."""
+    from onemin3d_addon.core import errors
+
+    text = errors.user_message(err)
+    for ui, cli in (
+        (f"in {errors.PREFS_PATH} or in the ONEMIN_API_KEY environment variable",
+         "with the ONEMIN_API_KEY environment variable or --api-key"),
+        (f"proxy and timeouts in {errors.PREFS_PATH}", "proxy (--proxy, --ca-bundle) and --timeout"),
+        ("enable 'Allow upscaling'", "pass --upscale"),
+    ):
+        text = text.replace(ui, cli)
+    return text
+
+
+def _interrupted_message(stage: str, use_async: bool, uuid: str | None) -> str:
+    if stage in ("queued", "prepare", "upload"):
+        return "interrupted before the generation was sent: nothing was paid; run again to convert it"
+    if stage == "generate" and not use_async and not uuid:
+        return ("interrupted while 1min.ai was generating: the generation may have been paid for but "
+                "cannot be fetched in sync mode; use --async for batches you may interrupt")
+    return ("interrupted after the generation was started: run again with --resume to fetch "
+            "the result without paying twice")
+
+
+# --- history and resume --------------------------------------------------------------------------
+
+
+def new_history_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuidlib.uuid4().hex[:8]
+
+
+def journal(history: Any, item: Item, args: argparse.Namespace, *, state: str | None, stage: str | None,
+            checkpoint: Any, result: Any, error: str | None) -> None:
+    """Write the item's durable history entry (the same journal the add-on keeps in Blender)."""
+    from onemin3d_addon.core.history import HistoryEntry
+
+    assert item.history_id is not None and item.path is not None
+    entry = history.load(item.history_id)
+    now = time.time()
+    if entry is None:
+        entry = HistoryEntry(
+            id=item.history_id, created=now, updated=now, source_path=str(item.path),
+            # the keys the add-on's own history uses, so that its panel can re-import these too
+            settings={"name": item.name, "mode": args.mode.upper(), "options": import_options(args),
+                      "use_async": args.use_async, "tool": "image_to_3d", "sha256": item.sha256},
+            state="queued", stage="queued", asset_key=None, uuid=None, result_file=None,
+            result_kind=None, credits_used=None, credits_left=None, error=None, blend_file=None,
+            times={},
+        )
+    entry.updated = now
+    if state:
+        entry.state = state
+    if stage and stage != entry.stage:
+        entry.stage = stage
+        entry.times.setdefault(stage, now)
+    if checkpoint is not None:
+        entry.asset_key = checkpoint.asset_key or entry.asset_key
+        entry.uuid = checkpoint.uuid or entry.uuid
+        if checkpoint.result_file is not None:
+            entry.result_file = str(checkpoint.result_file)
+    if result is not None:
+        entry.result_file, entry.result_kind = str(result.file), result.kind
+        record = result.record
+        entry.uuid = record.uuid or entry.uuid
+        entry.credits_left = record.credits_left
+        entry.credits_used = record.used_credit
+    if error is not None:
+        entry.error = error
+    if item.blend_file is not None:
+        entry.blend_file = str(item.blend_file)
+    history.save(entry)
+
+
+@dataclasses.dataclass
+class Previous:
+    """What earlier runs left: history entries and report items, looked up by image."""
+
+    entries: list[Any]
+    report: dict[str, dict[str, Any]]
+
+    def _entries_for(self, item: Item) -> list[Any]:
+        out = []
+        for e in self.entries:
+            if e.source_path != str(item.path):
+                continue
+            digest = (e.settings or {}).get("sha256")
+            if digest and item.sha256 and digest != item.sha256:
+                continue  # the file changed since: its old result is not this image's
+            out.append(e)
+        return out  # newest first, as History.entries() returns them
+
+    def result_for(self, item: Item) -> Path | None:
+        for e in self._entries_for(item):
+            if e.result_file and Path(e.result_file).is_file():
+                return Path(e.result_file)
+        rep = self.report.get(str(item.path))
+        if rep and rep.get("status") in ("converted", "skipped"):
+            if not rep.get("sha256") or rep.get("sha256") == item.sha256:
+                res = (rep.get("files") or {}).get("result")
+                if res and Path(res).is_file():
+                    return Path(res)
+        return None
+
+    def checkpoint_for(self, item: Item, pipeline: Any) -> Any:
+        """A checkpoint that needs no new generation, or None when the image must be generated."""
+        result = self.result_for(item)
+        if result is not None:
+            item.reused, item.resumed_from = True, "result"
+            return pipeline.Checkpoint(result_file=result)
+        for e in self._entries_for(item):
+            if e.uuid and e.state not in ("failed",):
+                item.reused, item.resumed_from = True, "generation"
+                return pipeline.Checkpoint(asset_key=e.asset_key, uuid=e.uuid)
+        return None
+
+
+def load_previous(config: Config, history: Any) -> Previous:
+    report: dict[str, dict[str, Any]] = {}
+    path = config.args.report
+    if path is not None and path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for entry in data.get("items", []):
+                if entry.get("path"):
+                    report[entry["path"]] = entry
+        except (OSError, ValueError) as exc:
+            log.warning("the previous report %s could not be read (%s); using the history only", path, exc)
+    return Previous(entries=history.entries(), report=report)
+
+
+# --- scene helpers (main thread) -----------------------------------------------------------------
+
+
+def layout_grid(collections: Sequence[Any]) -> None:
+    """Lay results out side by side, in input order, each centred in its own grid cell.
+
+    Rows hold up to four results (more: ceil(√n) per row). The cell pitch comes from the largest
+    result, so nothing overlaps; every result's lowest point sits on the ground (z = 0).
+    """
+    from mathutils import Vector
+
+    bounds = [world_bounds(list(c.all_objects)) for c in collections]
+    sizes = [(hi - lo) for lo, hi in bounds if lo is not None and hi is not None]
+    if not sizes:
+        return
+    pitch_x = max(s.x for s in sizes) * 1.2 + 1e-3
+    pitch_y = max(s.y for s in sizes) * 1.2 + 1e-3
+    count = len(collections)
+    cols = count if count <= 4 else math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    for index, (coll, (lo, hi)) in enumerate(zip(collections, bounds, strict=True)):
+        if lo is None or hi is None:
+            continue
+        row, col = divmod(index, cols)
+        target = Vector(((col - (cols - 1) / 2) * pitch_x, ((rows - 1) / 2 - row) * pitch_y, 0.0))
+        centre = (lo + hi) / 2
+        offset = Vector((target.x - centre.x, target.y - centre.y, -lo.z))
+        objects = set(coll.all_objects)
+        for ob in objects:
+            if ob.parent is None or ob.parent not in objects:
+                ob.location += offset
+    bpy_update()
+
+
+def bpy_update() -> None:
+    import bpy
+
+    bpy.context.view_layer.update()
+
+
+def world_bounds(objects: Sequence[Any]) -> tuple[Any, Any]:
+    """(min, max) corners of the evaluated geometry of `objects` in world space."""
+    import bpy
+    from mathutils import Vector
+
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    lo = hi = None
+    for ob in objects:
+        if ob.type not in {"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", "VOLUME"}:
+            continue
+        ev = ob.evaluated_get(depsgraph)
+        mw = ev.matrix_world
+        for corner in ev.bound_box:
+            p = mw @ Vector(corner)
+            lo = p.copy() if lo is None else Vector(map(min, lo, p))
+            hi = p.copy() if hi is None else Vector(map(max, hi, p))
+    return lo, hi
+
+
+def remove_new_data(bpy: Any, before: set[Any]) -> None:
+    """Remove every datablock that is not in `before` (a snapshot of bpy.data.user_map())."""
+    new = [id_ for id_ in bpy.data.user_map() if id_ not in before]
+    if new:
+        bpy.data.batch_remove(new)
+
+
+def save_blend(bpy: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.blend")
+    # Saved under a temporary name and renamed: an interrupted save never leaves half a .blend.
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp), check_existing=False, copy=True)
+    os.replace(tmp, path)
+
+
+def pack_images(bpy: Any) -> None:
+    for image in bpy.data.images:
+        if image.source == "FILE" and not image.packed_file and image.filepath:
+            image.pack()
+
+
+def export_collection(bpy: Any, collection: Any, target: Path, fmt: str) -> None:
+    """Export the objects of one result; the format's importer must read the file back."""
+    view_layer = bpy.context.view_layer
+    objects = [o for o in collection.all_objects]
+    for ob in view_layer.objects:
+        ob.select_set(False)
+    for ob in objects:
+        ob.select_set(True)
+    view_layer.objects.active = objects[0] if objects else None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = str(target)
+    if fmt == "glb":
+        bpy.ops.export_scene.gltf(filepath=path, export_format="GLB", use_selection=True, export_apply=True)
+    elif fmt == "fbx":
+        bpy.ops.export_scene.fbx(filepath=path, use_selection=True, use_mesh_modifiers=True,
+                                 path_mode="COPY", embed_textures=True)
+    elif fmt == "obj":
+        bpy.ops.wm.obj_export(filepath=path, export_selected_objects=True, apply_modifiers=True,
+                              path_mode="COPY")
+    elif fmt == "stl":
+        bpy.ops.wm.stl_export(filepath=path, export_selected_objects=True, apply_modifiers=True)
+    else:  # argparse already refused it
+        raise ValueError(fmt)
+    if not target.is_file():
+        raise RuntimeError(f"the {fmt} exporter wrote nothing to {target}")
+
+
+PREVIEW_COLLECTION = "1min3d preview"
+
+
+def render_preview(bpy: Any, collections: Sequence[Any], target: Path) -> None:
+    """A small Cycles (CPU) picture of `collections`: a camera and a sun framing their bounds.
+
+    Other result collections are hidden from the render meanwhile; the camera and sun stay in the
+    scene (collection "1min3d preview"), so opening the .blend and pressing F12 shows the same view.
+    """
+    scene = bpy.context.scene
+    others = [c for c in _result_collections(scene) if c not in collections]
+    hidden = [(c, c.hide_render) for c in others]
+    for c, _ in hidden:
+        c.hide_render = True
+    try:
+        objects = [o for c in collections for o in c.all_objects]
+        cam, sun = _preview_rig(bpy, scene)
+        frame_objects(bpy, scene, cam, sun, objects)
+        _render_settings(bpy, scene)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scene.render.filepath = str(target)
+        bpy.ops.render.render(write_still=True)
+        if not target.is_file():
+            raise RuntimeError(f"Cycles wrote no picture to {target}")
+    finally:
+        for c, was in hidden:
+            c.hide_render = was
+
+
+def _result_collections(scene: Any) -> list[Any]:
+    return [c for c in scene.collection.children if c.name != PREVIEW_COLLECTION]
+
+
+def _preview_rig(bpy: Any, scene: Any) -> tuple[Any, Any]:
+    coll = bpy.data.collections.get(PREVIEW_COLLECTION)
+    if coll is None:
+        coll = bpy.data.collections.new(PREVIEW_COLLECTION)
+    if coll.name not in scene.collection.children:
+        scene.collection.children.link(coll)
+    cam = next((o for o in coll.objects if o.type == "CAMERA"), None)
+    if cam is None:
+        cam = bpy.data.objects.new("1min3d camera", bpy.data.cameras.new("1min3d camera"))
+        coll.objects.link(cam)
+    sun = next((o for o in coll.objects if o.type == "LIGHT"), None)
+    if sun is None:
+        light = bpy.data.lights.new("1min3d sun", "SUN")
+        light.energy = 3.0
+        light.angle = math.radians(8)
+        sun = bpy.data.objects.new("1min3d sun", light)
+        coll.objects.link(sun)
+    scene.camera = cam
+    if scene.world is None:
+        scene.world = bpy.data.worlds.new("1min3d world")
+    world = scene.world
+    world.color = (0.08, 0.085, 0.09)
+    if hasattr(world, "use_nodes") and world.node_tree is None:
+        world.use_nodes = True  # deprecated in 5.0, where worlds always have nodes
+    if world.node_tree is not None:
+        bg = next((n for n in world.node_tree.nodes if n.type == "BACKGROUND"), None)
+        if bg is not None:
+            bg.inputs["Color"].default_value = (0.16, 0.17, 0.18, 1.0)
+            bg.inputs["Strength"].default_value = 1.0
+    return cam, sun
+
+
+def frame_objects(bpy: Any, scene: Any, cam: Any, sun: Any, objects: Sequence[Any]) -> None:
+    """Aim the camera at the objects' bounds from their front, above, and fit them in frame."""
+    import numpy as np
+    from mathutils import Vector
+
+    lo, hi = world_bounds(objects)
+    if lo is None or hi is None:
+        lo, hi = Vector((-1, -1, 0)), Vector((1, 1, 1))
+    centre = (lo + hi) / 2
+    front = _facing(bpy, objects)
+    up = Vector((0.0, 0.0, 1.0))
+    if front is not None and abs(front.dot(up)) > 0.7:
+        # a relief or plane lying flat, facing up: look down at it from the front
+        view = (front * math.cos(math.radians(40)) + Vector((0.0, -1.0, 0.0)) * math.sin(math.radians(40)))
+    elif front is not None:
+        view = front + up * 0.45
+    else:
+        view = Vector((0.5, -1.0, 0.55))  # a model: glTF's front is Blender's -Y; a three-quarter view
+    view.normalize()
+    rot = (-view).to_track_quat("-Z", "Y")
+    cam.rotation_euler = rot.to_euler()
+
+    extent = hi - lo
+    aspect = 1.0
+    right = rot @ Vector((1.0, 0.0, 0.0))
+    upv = rot @ Vector((0.0, 1.0, 0.0))
+    corners = [Vector((x, y, z)) for x in (lo.x, hi.x) for y in (lo.y, hi.y) for z in (lo.z, hi.z)]
+    xs = np.array([(c - centre).dot(right) for c in corners])
+    ys = np.array([(c - centre).dot(upv) for c in corners])
+    zs = np.array([(c - centre).dot(view) for c in corners])
+    width, height = float(np.ptp(xs)), float(np.ptp(ys))
+    if height > 1e-6:
+        aspect = max(1.0, min(2.5, width / height))
+    rx = RENDER_SIZE
+    ry = max(128, int(round(RENDER_SIZE / aspect)))
+    scene.render.resolution_x, scene.render.resolution_y = rx, ry
+    scene.render.resolution_percentage = 100
+
+    camdata = cam.data
+    camdata.lens = 50.0
+    camdata.sensor_fit = "HORIZONTAL"
+    half_h = camdata.angle / 2
+    half_v = math.atan(math.tan(half_h) * ry / rx)
+    margin = 1.08
+    dist = float(np.max(zs + np.maximum(np.abs(xs) * margin / math.tan(half_h),
+                                        np.abs(ys) * margin / math.tan(half_v))))
+    dist = max(dist, 1e-3 + float(np.max(zs)))
+    cam.location = centre + view * dist
+    camdata.clip_start = max(0.01, dist * 0.01)
+    camdata.clip_end = dist * 10 + extent.length * 2
+
+    # key light from the camera's upper left
+    light_dir = (view + upv * 0.8 - right * 0.6).normalized()
+    sun.rotation_euler = (-light_dir).to_track_quat("-Z", "Y").to_euler()
+
+
+def _facing(bpy: Any, objects: Sequence[Any]) -> Any:
+    """The area-weighted mean normal of the meshes, if they clearly face one way (a plane, a relief)."""
+    import numpy as np
+    from mathutils import Vector
+
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    total = np.zeros(3)
+    area_sum = 0.0
+    for ob in objects:
+        if ob.type != "MESH":
+            continue
+        ev = ob.evaluated_get(depsgraph)
+        mesh = ev.to_mesh()
+        try:
+            n = len(mesh.polygons)
+            if not n:
+                continue
+            normals = np.empty(n * 3, np.float32)
+            areas = np.empty(n, np.float32)
+            mesh.polygon_normals.foreach_get("vector", normals)
+            mesh.polygons.foreach_get("area", areas)
+            m = np.array(ev.matrix_world.to_3x3().inverted_safe().transposed())
+            world_normals = normals.reshape(-1, 3) @ m.T
+            total += (world_normals * areas[:, None]).sum(axis=0)
+            area_sum += float(areas.sum())
+        finally:
+            ev.to_mesh_clear()
+    if area_sum <= 0:
+        return None
+    mean = total / area_sum
+    length = float(np.linalg.norm(mean))
+    if length < 0.5:  # closed or many-sided: a model, not a sheet
+        return None
+    return Vector(mean / length)
+
+
+def _render_settings(bpy: Any, scene: Any) -> None:
+    scene.render.engine = "CYCLES"
+    cycles = scene.cycles
+    cycles.device = "CPU"
+    cycles.samples = 16
+    cycles.use_adaptive_sampling = True
+    cycles.max_bounces = 4
+    cycles.use_denoising = _have_oidn()
+    if cycles.use_denoising:
+        cycles.denoiser = "OPENIMAGEDENOISE"
+    scene.render.film_transparent = False
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGB"
+    scene.view_settings.view_transform = "Standard"  # photos keep their colours
+    scene.render.use_persistent_data = False
+
+
+def _have_oidn() -> bool:
+    try:
+        import _cycles
+    except ImportError:
+        return False
+    return bool(getattr(_cycles, "with_openimagedenoise", False))
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def write_report(config: Config, items: Sequence[Item], batch: Batch | None, *, partial: bool) -> None:
+    """Write the --json report atomically; called after every finished image and at the end."""
+    path = config.args.report
+    if path is None:
+        return
+    args = config.args
+    counts = _counts(items)
+    data = {
+        "tool": "onemin3d image_to_3d",
+        "version": _version(),
+        "complete": not partial,
+        "interrupted": bool(batch and batch.interrupted),
+        "started": _iso(batch.started if batch else time.time()),
+        "written": _iso(time.time()),
+        "settings": {
+            "mode": args.mode, "jobs": args.jobs, "async": args.use_async,
+            "base_url": config.base_url or "https://api.1min.ai",
+            "resolution": args.resolution, "strength": args.strength, "invert": args.invert,
+            "smooth": args.smooth, "solid": args.solid, "size": args.size,
+            "output": _s(args.output), "output_dir": _s(args.output_dir), "export": args.export,
+            "result_dir": str(config.result_dir), "log": str(config.log_file),
+        },
+        "summary": counts,
+        "items": [dict(i.report_entry(), sha256=i.sha256) for i in items],
+    }
+    if batch is not None:
+        data["timings"] = {"startup": round(batch.startup, 3),
+                           "batch": round(batch.run_time, 3) if batch.run_time is not None else None}
+    if batch is not None and batch.problems:
+        data["problems"] = list(batch.problems)
+    if batch is not None and batch.scene_time:
+        data["scene_timings"] = {k: round(v, 3) for k, v in batch.scene_time.items()}
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    from onemin3d_addon.core.errors import redact
+
+    text = redact(text)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _counts(items: Sequence[Item]) -> dict[str, int]:
+    counts = {"total": len(items), "converted": 0, "skipped": 0, "failed": 0, "interrupted": 0}
+    for i in items:
+        if i.status in counts:
+            counts[i.status] += 1
+        elif i.status in ("pending", "running"):
+            counts["interrupted"] += 1
+    return counts
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
+def _version() -> str:
+    try:
+        from onemin3d_addon.version import VERSION
+    except (ImportError, OSError, ValueError):
+        return "unknown"
+    return VERSION
+
+
+def summary_line(items: Sequence[Item], report: Path | None) -> str:
+    c = _counts(items)
+    parts = [f"{c['converted']} converted"]
+    if c["skipped"]:
+        parts.append(f"{c['skipped']} skipped (already done)")
+    parts.append(f"{c['failed']} failed")
+    if c["interrupted"]:
+        parts.append(f"{c['interrupted']} interrupted")
+    text = ", ".join(parts)
+    if c["failed"] or c["interrupted"]:
+        text += f" (see report {report})" if report is not None else " (see the messages above)"
+    return text
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    t_main = time.perf_counter()
+    for stream in (sys.stdout, sys.stderr):  # a console that cannot show "×" or "…" gets "?"
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="replace")  # type: ignore[union-attr]
+    parser = build_parser()
+    try:
+        args = parser.parse_args(script_argv() if argv is None else list(argv))
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+
+    _hermetic_user_folder()  # before anything can import bpy (the add-on package may)
+    _addon_path()
+    from onemin3d_addon.core import errors
+
+    global log
+    log = errors.get_logger("onemin3d.image_to_3d")
+    try:
+        config = configure(args, dict(os.environ))
+    except UsageError as exc:
+        print(f"image_to_3d: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    errors.register_secret(config.api_key)
+    setup_logging(config)
+    errors.install_log_filter()
+    log.info("onemin3d image_to_3d %s: %s", _version(), " ".join(_safe_argv(argv)))
+
+    items = collect_inputs(args.inputs, args.recursive)
+    if not items:
+        print("image_to_3d: error: no images found in the inputs given (looked for "
+              f"{', '.join(IMAGE_SUFFIXES)}; add --recursive for sub-folders)", file=sys.stderr)
+        return EXIT_USAGE
+
+    interrupt = Interrupt()
+    console = Console(len(items), quiet=args.quiet)
+    batch: Batch | None = None
+    try:
+        try:
+            bpy = start_blender(config)
+        except UsageError as exc:
+            print(f"image_to_3d: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        interrupt.install()
+        batch = Batch(config, items, bpy, console, interrupt)
+        batch.startup = time.perf_counter() - t_main
+        if not args.quiet:
+            n = len(items)
+            console.message(f"Converting {n} image{'s' if n != 1 else ''}, {min(n, args.jobs)} at a time; "
+                            f"results are kept in {config.result_dir}")
+        batch.run()
+    except UsageError as exc:  # the key check: a rejected key or an unreachable server
+        console.close()
+        print(f"image_to_3d: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: one line on the console, the traceback in the log
+        console.close()
+        log.error("internal error:\n%s", traceback.format_exc())
+        print(f"image_to_3d: internal error ({type(exc).__name__}: {errors.redact(str(exc))}); the details "
+              f"are in {config.log_file}. Finished results are kept in {config.result_dir}.", file=sys.stderr)
+        _write_report_safely(config, items, batch)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        console.close()
+        print("image_to_3d: stopped at once (second Ctrl-C); finished results are in "
+              f"{config.result_dir}", file=sys.stderr)
+        for item in items:
+            if item.status in ("pending", "running"):
+                item.status, item.error = "interrupted", "stopped by a second Ctrl-C"
+        if batch is not None:
+            batch.interrupted = True
+        _write_report_safely(config, items, batch)
+        return EXIT_INTERRUPTED
+    finally:
+        interrupt.restore()
+        console.close()
+
+    if batch.interrupted:
+        for item in items:
+            if item.status in ("pending", "running"):
+                item.status = "interrupted"
+                item.error = item.error or _interrupted_message(item.stage, args.use_async, item.uuid)
+    _write_report_safely(config, items, batch)
+    _print_outputs(config, items, args.quiet)
+    if not args.quiet or any(i.status == "failed" for i in items):
+        print(summary_line(items, args.report))
+    if batch.interrupted:
+        return EXIT_INTERRUPTED
+    failed = any(i.status in ("failed", "interrupted") for i in items) or batch.problems
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _write_report_safely(config: Config, items: Sequence[Item], batch: Batch | None) -> None:
+    try:
+        write_report(config, items, batch, partial=False)
+    except OSError as exc:
+        print(f"image_to_3d: error: could not write the report {config.args.report}: {exc}", file=sys.stderr)
+
+
+def _print_outputs(config: Config, items: Sequence[Item], quiet: bool) -> None:
+    if quiet:
+        return
+    args = config.args
+    if args.output is not None and any(i.blend_file for i in items):
+        print(f"scene:   {args.output}")
+    elif args.output_dir is not None and any(i.blend_file for i in items):
+        print(f"scenes:  {args.output_dir}")
+    if config.scene_render is not None and config.scene_render.is_file():
+        print(f"render:  {config.scene_render}")
+    for folder in config.render_dirs:
+        print(f"renders: {folder}")
+    if args.report is not None:
+        print(f"report:  {args.report}")
+    print(f"results: {config.result_dir}")
+    print(f"log:     {config.log_file}")
+
+
+def _safe_argv(argv: Sequence[str] | None) -> list[str]:
+    """The arguments for the log, with any --api-key value masked."""
+    out, hide = [], False
+    for a in (script_argv() if argv is None else argv):
+        if hide:
+            out.append("***")
+            hide = False
+        elif a == "--api-key":
+            out.append(a)
+            hide = True
+        elif a.startswith("--api-key="):
+            out.append("--api-key=***")
+        else:
+            out.append(a)
+    return out
+
+
+def _addon_path() -> None:
+    """Make `onemin3d_addon` importable from the repository this script lives in."""
+    if (ROOT / "onemin3d_addon" / "__init__.py").is_file() and str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
