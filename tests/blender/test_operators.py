@@ -82,6 +82,26 @@ def test_with_online_access_off_not_a_single_request_is_made(addon, stand_in, ph
     assert stand_in.requests == []
 
 
+@pytest.mark.smoke
+@pytest.mark.parametrize(("mode", "result", "expect"), [
+    ('AUTO', "glb", "model"),            # the service returned a model: imported as it is
+    ('PLANE', "depth", "plane"),         # PLANE always shows the result image
+    ('DISPLACEMENT', "color", "relief"), # a colour result's luminance becomes the depth
+])
+def test_one_generate_per_import_mode_lands_in_its_collection(addon, stand_in, photo, mode, result, expect):
+    import bpy
+
+    stand_in.result = result
+    assert bpy.ops.onemin3d.generate(filepath=str(photo), import_mode=mode, resolution=32) == {'FINISHED'}
+    meshes = [ob for ob in bpy.data.collections["1min3d dress"].all_objects if ob.type == 'MESH']
+    assert meshes
+    if expect == "plane":
+        assert len(meshes) == 1 and len(meshes[0].data.vertices) == 4
+    elif expect == "relief":
+        assert len(meshes[0].data.vertices) >= 32 * 16
+    assert stand_in.count("POST", "/api/features") == 1
+
+
 def test_generate_from_a_background_script_imports_a_relief(addon, stand_in, photo):
     import bpy
 

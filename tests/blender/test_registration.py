@@ -68,6 +68,7 @@ NOTHING = {
 }
 
 
+@pytest.mark.smoke
 def test_enable_disable_three_times_with_a_job_in_flight_leaves_nothing(blender, stand_in, api_key, tmp_path):
     import bpy
 
@@ -103,6 +104,7 @@ def test_enable_disable_three_times_with_a_job_in_flight_leaves_nothing(blender,
     assert "onemin3d" not in bpy.types.Scene.bl_rna.properties
 
 
+@pytest.mark.smoke
 def test_register_called_directly_three_times_is_clean(blender):
     import onemin3d_addon
     from onemin3d_addon.blender import preferences
