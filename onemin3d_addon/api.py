@@ -25,10 +25,10 @@ import bpy
 
 from .blender import preferences, properties, runtime
 from .blender.runtime import Job
-from .core.client import Timeouts
+from .core.client import RetryPolicy, Timeouts
 from .core.errors import Cancelled, ImageError, Onemin3DError
 
-__all__ = ["Job", "generate", "jobs", "pump", "submit", "wait"]
+__all__ = ["Job", "generate", "jobs", "pump", "shutdown", "submit", "wait"]
 
 _MODES = {"auto": "AUTO", "plane": "PLANE", "displacement": "DISPLACEMENT", "relief": "DISPLACEMENT"}
 
@@ -36,6 +36,7 @@ _MODES = {"auto": "AUTO", "plane": "PLANE", "displacement": "DISPLACEMENT", "rel
 _JOB_KEYWORDS = frozenset({
     "use_async", "result_dir", "parallel", "import_result", "name", "scene", "timeouts",
     "max_side", "allow_upscale", "poll_interval", "poll_deadline", "proxy", "ca_bundle",
+    "retry", "max_download_bytes", "resume", "metadata",
 })
 
 
@@ -75,8 +76,10 @@ def submit(image: Any, *, mode: str = "auto", api_key: str | None = None, base_u
     `options` are the import options (resolution, strength, invert, smooth, solid, size_mode,
     height, factor, shader, use_alpha, interpolation, relative, align, target_size) and these
     job settings: use_async, result_dir, parallel, import_result (False: download only), name,
-    scene, timeouts (core.client.Timeouts), max_side, allow_upscale, poll_interval,
-    poll_deadline, proxy, ca_bundle. Raises OfflineError when online access is off, and
+    scene, timeouts (core.client.Timeouts), retry (core.client.RetryPolicy), max_side,
+    allow_upscale, poll_interval, poll_deadline, proxy, ca_bundle, max_download_bytes, resume (a
+    core.pipeline.Checkpoint an earlier run left: a result file, or a generation's uuid; nothing
+    is paid twice), metadata (a JSON-able dict journalled with the history entry). Raises OfflineError when online access is off, and
     Onemin3DError when there is no key: nothing is sent then.
     """
     unknown = set(options) - set(properties.OPTION_NAMES) - _JOB_KEYWORDS
@@ -120,7 +123,11 @@ def submit(image: Any, *, mode: str = "auto", api_key: str | None = None, base_u
     return rt.submit(path, conn=conn, mode=_mode(mode), options=import_options,
                      name=job_kw.get("name") or default_name, scene_name=scene_name,
                      auto_import=bool(job_kw.get("import_result", True)),
-                     max_side=job_kw.get("max_side"), allow_upscale=job_kw.get("allow_upscale"))
+                     max_side=job_kw.get("max_side"), allow_upscale=job_kw.get("allow_upscale"),
+                     retry=job_kw["retry"] if isinstance(job_kw.get("retry"), RetryPolicy) else None,
+                     max_download_bytes=(int(job_kw["max_download_bytes"])
+                                         if job_kw.get("max_download_bytes") else None),
+                     resume=job_kw.get("resume"), metadata=job_kw.get("metadata"))
 
 
 def generate(image: Any, *, mode: str = "auto", api_key: str | None = None, base_url: str | None = None,
@@ -145,15 +152,26 @@ def generate(image: Any, *, mode: str = "auto", api_key: str | None = None, base
                         f"in the history: {job.result_file}")
 
 
-def pump() -> bool:
+def pump(wait: float = 0.0) -> bool:
     """Apply what the jobs reported (progress, results to import) on this, the main thread.
     Returns True while jobs are still running. The add-on's timer calls it in the UI; under
-    `blender -b` or the bpy wheel timers never fire, so call it yourself."""
+    `blender -b` or the bpy wheel timers never fire, so call it yourself. `wait`: seconds to
+    wait for a first report when there is none yet (a loop then needs no sleep of its own).
+    One call imports at most one result, so a caller can act on each import before the next."""
     rt = runtime.peek_runtime()
     if rt is None:
         return False
-    rt.pump()
+    rt.pump(budget=max(runtime.TICK_BUDGET, wait), block=max(0.0, wait))
     return rt.busy()
+
+
+def shutdown(timeout: float = 5.0) -> bool:
+    """Cancel every running job and write the history, for a script that is about to exit.
+    Async generations already started stay resumable. True if every thread ended in time."""
+    rt = runtime.peek_runtime()
+    if rt is None:
+        return True
+    return rt.shutdown(timeout=timeout)
 
 
 def wait(jobs_: list[Job] | None = None, timeout: float | None = None) -> None:

@@ -6,9 +6,12 @@ Runs two ways, with the same arguments:
     blender -b --factory-startup --python-exit-code 1 --python scripts/image_to_3d.py -- ARGS
     python scripts/image_to_3d.py ARGS                      # with the bpy wheel installed
 
-Network work runs in `core.jobs.JobRunner` worker threads (the same pipeline the add-on uses);
-everything that touches bpy runs on the main thread, which drains the runner's event queue and
-imports each result through `blender.scene_build.import_result` as soon as it arrives.
+Each image is a job of the add-on's scripting API (`onemin3d_addon.api.submit`): the same
+runtime as in Blender's UI runs the pipeline in worker threads, journals every step in the
+result folder's history, imports each result through `scene_build`, and cancels on Ctrl-C.
+This script adds only what a batch needs on top: inputs, per-image .blend files or one grid
+scene, exports, preview renders, --resume lookups, progress lines and the JSON report.
+Requests are paced by the add-on's client (`core.ratelimit`), under 1min.ai's 180 a minute.
 
 Exit codes: 0 every input converted; 1 some inputs failed (the others are still converted and
 saved); 2 usage or configuration error (nothing was sent); 130 interrupted by Ctrl-C (what had
@@ -27,7 +30,6 @@ import json
 import logging
 import math
 import os
-import queue
 import shutil
 import signal
 import sys
@@ -35,9 +37,7 @@ import tempfile
 import threading
 import time
 import traceback
-import uuid as uuidlib
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -50,8 +50,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".t
 EXPORT_FORMATS = ("glb", "fbx", "obj", "stl")
 MODES = ("auto", "plane", "displacement")
 MAX_JOBS = 8
-#: 1min.ai documents 180 requests per minute per key; keep a margin for the client's own retries.
-REQUESTS_PER_MINUTE = 170
 RESULT_DIR_NAME = "onemin3d-results"
 RENDER_SIZE = 256
 #: after Ctrl-C, how long to wait for jobs to acknowledge the cancel before leaving them behind
@@ -164,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--base-url", metavar="URL",
                      help="the API's address (default: $ONEMIN_API_BASE_URL, else https://api.1min.ai)")
     api.add_argument("-j", "--jobs", type=_jobs, default=2,
-                     help=f"parallel conversions, 1 to {MAX_JOBS}; requests stay under "
-                          f"{REQUESTS_PER_MINUTE} a minute whatever the number (default: %(default)s)")
+                     help=f"parallel conversions, 1 to {MAX_JOBS}; requests stay under 1min.ai's limit of "
+                          "180 a minute whatever the number (default: %(default)s)")
     api.add_argument("--async", dest="use_async", action="store_true",
                      help="start each generation and poll for it, instead of one long request; an "
                           "interrupted batch can then be resumed without paying twice")
@@ -582,74 +580,6 @@ def _log_file_path() -> str | None:
     return None
 
 
-# --- rate limit ----------------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """At most `limit` requests in any `window` seconds, shared by every job (thread-safe).
-
-    A sliding-window log rather than a refilling bucket: a bucket of capacity C refilled at r/s
-    lets C + 60·r requests through in the first minute, while the log's guarantee is exactly
-    the documented one ("180 per minute"), and a batch smaller than the limit is never slowed.
-    """
-
-    def __init__(self, limit: int = REQUESTS_PER_MINUTE, window: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self._clock = limit, window, clock
-        self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
-        self.waited = 0.0  # total seconds jobs spent waiting, for the log
-
-    def acquire(self, cancel: threading.Event | None = None) -> bool:
-        """Wait for a slot; False if `cancel` was set meanwhile."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._sent and now - self._sent[0] >= self.window:
-                    self._sent.popleft()
-                if len(self._sent) < self.limit:
-                    self._sent.append(now)
-                    return True
-                wait = self.window - (now - self._sent[0])
-                self.waited += wait
-            if cancel is not None:
-                if cancel.wait(min(wait, 0.5)):
-                    return False
-            else:
-                time.sleep(min(wait, 0.5))
-
-
-#: The pipeline reports a stage before that stage's request goes out, and each poll once; so a
-#: slot taken at each of these reports paces the requests themselves. The client's own retries
-#: (a 429 after Retry-After, a result 404 right after success) are not counted: it backs off.
-_REQUEST_STAGES = frozenset({"upload", "generate", "poll", "download"})
-
-
-def paced(run: Callable[..., Any], limiter: RateLimiter) -> Callable[..., Any]:
-    """Wrap pipeline.run so that each job takes a rate-limit slot before each request."""
-
-    def paced_run(request: Any, **kw: Any) -> Any:
-        progress = kw.get("progress")
-        cancel: threading.Event | None = kw.get("cancel")
-        last: list[str] = [""]
-
-        def progress_with_slot(stage: str, fraction: float, message: str) -> None:
-            if stage == "poll":
-                take = fraction < 1.0  # once per answer while polling
-            else:  # once as the stage starts, before its request (not for a result already on disk)
-                take = stage in _REQUEST_STAGES and stage != last[0] and fraction == 0.0
-            if take:
-                limiter.acquire(cancel)
-            last[0] = stage
-            if progress is not None:
-                progress(stage, fraction, message)
-
-        kw["progress"] = progress_with_slot
-        return run(request, **kw)
-
-    return paced_run
-
-
 # --- console -------------------------------------------------------------------------------------
 
 
@@ -812,14 +742,24 @@ class Interrupt:
 
 
 class Batch:
-    """Runs the items through the job runner and builds the scene(s) on the main thread."""
+    """Runs the items as jobs of the add-on's scripting API (`onemin3d_addon.api`) and finishes
+    each imported result (render, save, export) on the main thread.
+
+    The add-on's runtime does the rest, exactly as in Blender's UI: worker threads, the history
+    journal (every checkpoint on disk before the next step, so --resume pays nothing twice), the
+    import, and cancelling. Requests are paced by the client's process-wide limiter
+    (`core.ratelimit`), so any --jobs stays under 1min.ai's 180 requests a minute.
+    """
 
     def __init__(self, config: Config, items: list[Item], bpy: Any, console: Console,
                  interrupt: Interrupt) -> None:
         self.config, self.args = config, config.args
         self.items, self.bpy, self.console, self.interrupt = items, bpy, console, interrupt
         self.by_job: dict[str, Item] = {}
-        self.limiter = RateLimiter()
+        self.jobs: dict[str, Any] = {}          # job id -> api.Job, in submission order
+        self.seen: dict[str, int] = {}          # job id -> stages already shown
+        self.finished_jobs: set[str] = set()
+        self.baseline: set[Any] = set()         # bpy.data before any import (--output-dir cleans up to it)
         self.interrupted = False
         self.interrupted_at = 0.0
         self.started = time.time()
@@ -829,16 +769,11 @@ class Batch:
         self.startup = 0.0                      # seconds from main() to a ready Blender
         self.run_time: float | None = None      # seconds from the first submission to the saved scene
 
-        from onemin3d_addon.blender import scene_build
-        from onemin3d_addon.core import history, jobs, pipeline
+        from onemin3d_addon import api
+        from onemin3d_addon.core import history, pipeline
 
-        self.scene_build, self.pipeline, self.jobs_mod = scene_build, pipeline, jobs
-        self.history = history.History(config.result_dir)
-        self._journal_lock = threading.Lock()
-        # Checkpoints are journalled on the worker thread, before the event is queued: a uuid is
-        # on disk even while the main thread is busy importing, or if the process dies.
-        self.runner = jobs.JobRunner(max_workers=self.args.jobs, run=paced(pipeline.run, self.limiter),
-                                     journal=self._journal_checkpoint)
+        self.api, self.pipeline = api, pipeline
+        self.history = history.History(config.result_dir)  # read for --resume; the runtime writes it
 
     def check_key(self) -> None:
         """A free request before the first paid one: a rejected key or an unreachable server is a
@@ -846,7 +781,6 @@ class Batch:
         from onemin3d_addon.core import client, errors
 
         base = self.config.base_url or client.DEFAULT_BASE_URL
-        self.limiter.acquire()
         try:
             with client.OneMinClient(self.config.api_key, base, client.Timeouts(read=30.0),
                                      proxy=self.args.proxy,
@@ -867,6 +801,10 @@ class Batch:
             self._run()
         finally:
             self.run_time = time.perf_counter() - t0
+            # Cancels what is still running (after a second Ctrl-C, or a grace that ran out) and
+            # writes the history: started async generations stay resumable.
+            if not self.api.shutdown(timeout=5.0):
+                log.warning("some job threads did not stop within 5 s")
 
     def _run(self) -> None:
         previous = load_previous(self.config, self.history) if self.args.resume else None
@@ -902,121 +840,152 @@ class Batch:
         # results already on disk need no network: a re-assembly works offline
         if any(resume is None or resume.result_file is None for _, resume in plan):
             self.check_key()
+        if self.args.output_dir is not None:
+            self.baseline = set(self.bpy.data.user_map())
         for item, resume in plan:
             self._submit(item, resume)
         write_report(self.config, self.items, self, partial=True)
 
-        while self.by_job and not self._all_terminal():
+        while not all(job.done for job in self.jobs.values()):
             if self.interrupt.event.is_set() and not self.interrupted:
                 self._cancel_all()
             if self.interrupted and time.monotonic() - self.interrupted_at > CANCEL_GRACE:
                 log.warning("jobs still running %.0f s after Ctrl-C; leaving them", CANCEL_GRACE)
                 break
-            try:
-                event = self.runner.events.get(timeout=0.1)
-            except queue.Empty:
-                self.console.tick()
-                continue
-            self._handle(event)
-        self.runner.shutdown(timeout=5.0)
+            with _blender_output_to_log():  # the importers' chatter
+                self.api.pump(wait=0.1)  # imports at most one result: finish it before the next
+            self._observe()
+            self.console.tick()
+        self._observe()
         self.finish_scene()
 
-    def _all_terminal(self) -> bool:
-        return all(i.status not in ("pending", "running") for i in self.by_job.values())
-
     def _submit(self, item: Item, resume: Any) -> None:
+        from onemin3d_addon.core import errors
+
         assert item.path is not None
-        request = self.pipeline.Request(
-            image_path=item.path,
-            api_key=self.config.api_key,
-            result_dir=self.config.result_dir,
-            **({"base_url": self.config.base_url} if self.config.base_url else {}),
-            use_async=self.args.use_async,
-            timeouts=_timeouts(self.args.timeout),
-            poll_interval=self.args.poll_interval,
-            proxy=self.args.proxy,
-            allow_upscale=self.args.upscale,
-            ca_bundle=str(self.args.ca_bundle) if self.args.ca_bundle else None,
-        )
         item.status, item.started = "running", time.time()
-        item.history_id = item.history_id or new_history_id()
-        self.by_job[item.history_id] = item  # before submit: a worker may journal at once
-        self._journal(item, state="queued", stage="queued")
-        self.runner.submit(request, job_id=item.history_id, resume=resume)
+        try:
+            job = self.api.submit(
+                item.path, mode=self.args.mode, api_key=self.config.api_key,
+                base_url=self.config.base_url or None, name=item.name,
+                result_dir=self.config.result_dir, parallel=self.args.jobs,
+                use_async=self.args.use_async, timeouts=_timeouts(self.args.timeout),
+                poll_interval=self.args.poll_interval, proxy=self.args.proxy,
+                ca_bundle=str(self.args.ca_bundle) if self.args.ca_bundle else None,
+                allow_upscale=self.args.upscale, resume=resume,
+                metadata={"tool": "image_to_3d", "sha256": item.sha256},
+                **import_options(self.args))
+        except errors.Onemin3DError as exc:
+            item.fail(cli_message(exc), stage="queued", error_type=type(exc).__name__)
+            self.console.finished(item)
+            return
+        item.history_id = job.id
+        self.by_job[job.id] = item
+        self.jobs[job.id] = job
+        self.seen[job.id] = 0
 
     def _cancel_all(self) -> None:
         self.interrupted = True
         self.interrupted_at = time.monotonic()
         self.console.message("Interrupted: cancelling the running jobs and saving what has finished "
                              "(Ctrl-C again to stop at once)…", error=True)
-        self.runner.cancel_all()
+        self._cancel_running()
 
-    # -- events (main thread)
-    def _handle(self, event: Any) -> None:
-        item = self.by_job.get(event.job_id)
-        if item is None:
-            return
-        jobs = self.jobs_mod
-        if isinstance(event, jobs.Progress):
-            if event.stage != item.stage:
-                self._journal(item, state="running", stage=event.stage)
-            item.stage = event.stage
-            self.console.stage(item, event.stage, event.fraction)
-        elif isinstance(event, jobs.Checkpointed):  # already journalled by the worker
-            if event.checkpoint.uuid:
-                item.uuid = event.checkpoint.uuid
-        elif isinstance(event, jobs.Done):
-            self._done(item, event.result)
-        elif isinstance(event, jobs.Failed):
-            self._failed(item, event.error)
+    def _cancel_running(self) -> None:
+        for job in self.jobs.values():
+            if not job.done:
+                job.cancel()
 
-    def _failed(self, item: Item, error: BaseException) -> None:
-        from onemin3d_addon.core import errors
+    # -- what the runtime reported (main thread, after each pump)
+    def _observe(self) -> None:
+        for job_id, job in self.jobs.items():
+            if job_id in self.finished_jobs:
+                continue
+            item = self.by_job[job_id]
+            for stage in job.stages[self.seen[job_id]:]:
+                item.stage = stage
+                self.console.stage(item, stage)
+            self.seen[job_id] = len(job.stages)
+            item.uuid = job.entry.uuid or item.uuid
+            if not job.done:
+                if job.stages:
+                    self.console.stage(item, job.stage, job.fraction)
+                continue
+            self.finished_jobs.add(job_id)
+            self._finished(item, job)
 
-        stage = getattr(error, "stage", None) or item.stage
-        if isinstance(error, errors.Cancelled) and self.stopped_because:
-            # cancelled because the key or the credits failed for another image: same cause here
-            item.fail(f"Not converted: {self.stopped_because}", stage=stage, error_type="Cancelled")
-            self._journal(item, state="cancelled", error=item.error)
-        elif isinstance(error, errors.Cancelled):
-            item.status, item.stage = "interrupted", stage
-            item.error = _interrupted_message(stage, self.args.use_async, item.uuid)
-            item.error_type = "Cancelled"
-            item.finished = time.time()
-            self._journal(item, state="cancelled", error=item.error)
-        else:
-            item.fail(cli_message(error), stage=stage, error_type=type(error).__name__)
-            log.info("%s failed at %s: %r", item.given, stage, error)
-            self._journal(item, state="failed", error=item.error)
-            if isinstance(error, errors.AuthError | errors.CreditsExhausted) and not self.stopped_because:
-                # every other image would fail the same way (and a rejected key is worth no retries)
-                self.stopped_because = item.error
-                self.console.message("Stopping: the other images cannot be converted either.", error=True)
-                self.runner.cancel_all()
+    def _finished(self, item: Item, job: Any) -> None:
+        entry = job.entry
+        if entry.credits_left is not None:
+            item.credits_left = entry.credits_left
+        if entry.result_file:
+            item.result_file = Path(entry.result_file)
+            item.result_kind = entry.result_kind or item.result_kind
+        if job.result is not None:
+            # the pipeline's own "total" is its network time; "total" in the report is the item's
+            item.timings.update({("network" if k == "total" else k): v for k, v in job.result.timings.items()})
+        if "import" in entry.times and job.state in ("imported", "failed"):
+            end = entry.times.get("imported") or entry.times.get("failed")
+            if end is not None:
+                item.timings["import"] = max(0.0, end - entry.times["import"])
+        if job.state == "imported":
+            self._done(item, job)
+        elif job.state == "failed":
+            self._failed(item, job)
+        elif job.state == "cancelled":
+            self._cancelled(item, job)
+        else:  # "done": downloaded but not imported (it cannot happen here: one file, no load)
+            item.fail(f"The result was downloaded but not imported; it is kept in {item.result_file}.",
+                      stage="import", error_type="ImportFailed")
         self.console.finished(item)
         write_report(self.config, self.items, self, partial=True)
 
-    def _done(self, item: Item, result: Any) -> None:
-        item.result_file, item.result_kind = Path(result.file), result.kind
-        # the pipeline's own "total" is its network time; "total" in the report is the item's
-        item.timings.update({("network" if k == "total" else k): v for k, v in result.timings.items()})
-        record = getattr(result, "record", None)
-        if record is not None:
-            item.uuid = record.uuid or item.uuid
-            item.credits_left = getattr(record, "credits_left", None)
-        self._journal(item, state="done", stage="download", result=result)
+    def _cancelled(self, item: Item, job: Any) -> None:
+        stage = job.entry.stage or item.stage
+        if self.stopped_because and not self.interrupted:
+            # cancelled because the key or the credits failed for another image: same cause here
+            item.fail(f"Not converted: {self.stopped_because}", stage=stage, error_type="Cancelled")
+            return
+        item.status, item.stage = "interrupted", stage
+        if item.result_file is not None and item.result_file.is_file():
+            item.error = ("interrupted after the result arrived: it is kept; run again with --resume "
+                          "to import it without paying twice")
+        else:
+            item.error = _interrupted_message(stage, self.args.use_async, item.uuid)
+        item.error_type = "Cancelled"
+        item.finished = time.time()
+
+    def _failed(self, item: Item, job: Any) -> None:
+        from onemin3d_addon.core import errors
+
+        error = job.error
+        stage = (getattr(error, "stage", None) or job.entry.stage or item.stage) if error else item.stage
+        message = cli_message(error) if error is not None else (job.error_message or "failed")
+        if stage == "import" and item.result_file is not None:
+            message += (f" The result is kept in {item.result_file}; run again with --resume to retry "
+                        "for free.")
+        item.fail(message, stage=stage, error_type=type(error).__name__ if error else "Error")
+        log.info("%s failed at %s: %r", item.given, stage, error)
+        if isinstance(error, errors.AuthError | errors.CreditsExhausted) and not self.stopped_because:
+            # every other image would fail the same way (and a rejected key is worth no retries)
+            self.stopped_because = item.error
+            self.console.message("Stopping: the other images cannot be converted either.", error=True)
+            self._cancel_running()
+
+    def _done(self, item: Item, job: Any) -> None:
+        item.import_kind = job.import_kind
+        for warning in job.warnings:
+            item.warnings.append(warning)
+            self.console.message(f"{self.console.counter(item)} {item.label}: note: {warning}")
         try:
-            self.build(item)
+            self.build(item, job.collection)
         except Exception as exc:  # one bad result never aborts the batch
-            self._import_failed(item, exc)
+            self._build_failed(item, exc)
         else:
             item.status, item.stage = "converted", "done"
             item.finished = time.time()
-            self._journal(item, state="imported", stage="imported")
-        self.console.finished(item)
-        write_report(self.config, self.items, self, partial=True)
 
-    def _import_failed(self, item: Item, exc: BaseException) -> None:
+    def _build_failed(self, item: Item, exc: BaseException) -> None:
         from onemin3d_addon.core import errors
 
         if isinstance(exc, errors.Onemin3DError):
@@ -1027,37 +996,31 @@ class Batch:
             log.error("unexpected error while building %s:\n%s", item.given, traceback.format_exc())
             message = f"Blender could not build the scene ({type(exc).__name__}: {exc})"
         message += f" The result is kept in {item.result_file}; run again with --resume to retry for free."
-        item.fail(message, stage=item.stage if item.stage != "download" else "import",
-                  error_type=type(exc).__name__)
-        self._journal(item, state="failed", error=message)
+        item.fail(message, stage=item.stage, error_type=type(exc).__name__)
 
     # -- Blender work (main thread)
-    def build(self, item: Item) -> None:
-        """Import one result, then render / save / export it as the arguments ask.
+    def build(self, item: Item, collection: Any) -> None:
+        """Render / save / export one imported result as the arguments ask.
 
         With --output-dir every image gets a file of its own: what this image added to
         bpy.data is removed again once its file is written, so the next one starts clean.
         """
         per_file = self.args.output_dir is not None
-        before = set(self.bpy.data.user_map()) if per_file else set()
         try:
-            self._build(item, per_file)
+            if collection is None:
+                raise StepFailed("The import made no collection.")
+            self._build(item, collection, per_file)
         finally:
             if per_file:
                 item.collection = None
                 with _blender_output_to_log():
-                    remove_new_data(self.bpy, before)
+                    remove_new_data(self.bpy, self.baseline)
 
-    def _build(self, item: Item, per_file: bool) -> None:
+    def _build(self, item: Item, collection: Any, per_file: bool) -> None:
         bpy = self.bpy
-        self._set_stage(item, "import")
-        t0 = time.perf_counter()
-        with _blender_output_to_log():
-            collection = self._import(item)
         item.collection = collection
         if per_file:
             layout_grid([collection])
-        item.timings["import"] = time.perf_counter() - t0
 
         render_failure: StepFailed | None = None
         if self.config.render_dirs:
@@ -1081,16 +1044,6 @@ class Batch:
             self._finish_file(self.args.output_dir / f"{item.name}.blend", [item])
         if render_failure is not None:
             raise render_failure
-
-    def _import(self, item: Item) -> Any:
-        assert item.path is not None and item.result_file is not None
-        made = self.scene_build.import_result(item.result_file, item.path, self.args.mode.upper(),
-                                              import_options(self.args))
-        item.import_kind = getattr(made, "kind", None)
-        for warning in getattr(made, "warnings", None) or []:
-            item.warnings.append(warning)
-            self.console.message(f"{self.console.counter(item)} {item.label}: note: {warning}")
-        return _collection_of(made)
 
     def _finish_file(self, blend: Path, items: list[Item]) -> None:
         """Save `blend` and the exports of `items` next to it."""
@@ -1183,24 +1136,9 @@ class Batch:
         self.console.finished(item)
         return True
 
-    # -- history journal (main thread, and workers through _journal_checkpoint)
-    def _journal(self, item: Item, *, state: str | None = None, stage: str | None = None,
-                 checkpoint: Any = None, result: Any = None, error: str | None = None) -> None:
-        try:
-            with self._journal_lock:
-                journal(self.history, item, self.args, state=state, stage=stage, checkpoint=checkpoint,
-                        result=result, error=error)
-        except Exception:  # the journal is a safety net: its failure must not fail the image
-            log.warning("could not write the history entry of %s:\n%s", item.given, traceback.format_exc())
-
-    def _journal_checkpoint(self, job_id: str, checkpoint: Any) -> None:
-        item = self.by_job.get(job_id)
-        if item is not None:
-            self._journal(item, checkpoint=checkpoint)
-
 
 def import_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The command line's import options, named as `scene_build.import_result` takes them."""
+    """The command line's import options, named as `api.submit` (and `scene_build.import_result`) take them."""
     return {
         "resolution": args.resolution,
         "strength": args.strength,
@@ -1210,25 +1148,6 @@ def import_options(args: argparse.Namespace) -> dict[str, Any]:
         "height": args.size,        # a plane's or relief's height
         "target_size": args.size,   # a model's longest side
     }
-
-
-def _collection_of(made: Any) -> Any:
-    """import_result's collection, whatever shape it is returned in."""
-    import bpy
-
-    if isinstance(made, bpy.types.Collection):
-        return made
-    if isinstance(made, tuple | list):
-        for part in made:
-            if isinstance(part, bpy.types.Collection):
-                return part
-        objs = [o for o in made if isinstance(o, bpy.types.Object)]
-        if objs and objs[0].users_collection:
-            return objs[0].users_collection[0]
-    coll = getattr(made, "collection", None)
-    if coll is not None:
-        return coll
-    raise TypeError(f"import_result returned {type(made).__name__}, not a collection")
 
 
 def _timeouts(generate: float) -> Any:
@@ -1262,53 +1181,7 @@ def _interrupted_message(stage: str, use_async: bool, uuid: str | None) -> str:
             "the result without paying twice")
 
 
-# --- history and resume --------------------------------------------------------------------------
-
-
-def new_history_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + uuidlib.uuid4().hex[:8]
-
-
-def journal(history: Any, item: Item, args: argparse.Namespace, *, state: str | None, stage: str | None,
-            checkpoint: Any, result: Any, error: str | None) -> None:
-    """Write the item's durable history entry (the same journal the add-on keeps in Blender)."""
-    from onemin3d_addon.core.history import HistoryEntry
-
-    assert item.history_id is not None and item.path is not None
-    entry = history.load(item.history_id)
-    now = time.time()
-    if entry is None:
-        entry = HistoryEntry(
-            id=item.history_id, created=now, updated=now, source_path=str(item.path),
-            # the keys the add-on's own history uses, so that its panel can re-import these too
-            settings={"name": item.name, "mode": args.mode.upper(), "options": import_options(args),
-                      "use_async": args.use_async, "tool": "image_to_3d", "sha256": item.sha256},
-            state="queued", stage="queued", asset_key=None, uuid=None, result_file=None,
-            result_kind=None, credits_used=None, credits_left=None, error=None, blend_file=None,
-            times={},
-        )
-    entry.updated = now
-    if state:
-        entry.state = state
-    if stage and stage != entry.stage:
-        entry.stage = stage
-        entry.times.setdefault(stage, now)
-    if checkpoint is not None:
-        entry.asset_key = checkpoint.asset_key or entry.asset_key
-        entry.uuid = checkpoint.uuid or entry.uuid
-        if checkpoint.result_file is not None:
-            entry.result_file = str(checkpoint.result_file)
-    if result is not None:
-        entry.result_file, entry.result_kind = str(result.file), result.kind
-        record = result.record
-        entry.uuid = record.uuid or entry.uuid
-        entry.credits_left = record.credits_left
-        entry.credits_used = record.used_credit
-    if error is not None:
-        entry.error = error
-    if item.blend_file is not None:
-        entry.blend_file = str(item.blend_file)
-    history.save(entry)
+# --- resume --------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -1323,7 +1196,8 @@ class Previous:
         for e in self.entries:
             if e.source_path != str(item.path):
                 continue
-            digest = (e.settings or {}).get("sha256")
+            settings = e.settings or {}
+            digest = (settings.get("metadata") or {}).get("sha256") or settings.get("sha256")
             if digest and item.sha256 and digest != item.sha256:
                 continue  # the file changed since: its old result is not this image's
             out.append(e)
@@ -1351,6 +1225,12 @@ class Previous:
             if e.uuid and e.state not in ("failed",):
                 item.reused, item.resumed_from = True, "generation"
                 return pipeline.Checkpoint(asset_key=e.asset_key, uuid=e.uuid)
+            if e.asset_key and e.state in ("queued", "running"):
+                # Interrupted after the upload was journalled and before a uuid came back: the
+                # generation may already have been sent (and billed). pipeline.run() refuses such a
+                # checkpoint with a message saying so, instead of paying again behind the user's back.
+                item.resumed_from = "interrupted generation"
+                return pipeline.Checkpoint(asset_key=e.asset_key)
         return None
 
 
@@ -1366,6 +1246,7 @@ def load_previous(config: Config, history: Any) -> Previous:
         except (OSError, ValueError) as exc:
             log.warning("the previous report %s could not be read (%s); using the history only", path, exc)
     return Previous(entries=history.entries(), report=report)
+
 
 
 # --- scene helpers (main thread) -----------------------------------------------------------------

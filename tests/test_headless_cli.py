@@ -331,24 +331,7 @@ def test_demo_writes_a_scene_and_a_picture_that_is_not_blank(tmp_path):
     assert all(i["reused_result"] for i in report["items"])
 
 
-# --- the shared rate limiter ---------------------------------------------------------------------
-
-
-def test_rate_limiter_lets_no_more_than_the_limit_through_in_any_window():
-    import threading
-
-    import image_to_3d
-
-    now = [1000.0]
-    limiter = image_to_3d.RateLimiter(limit=3, window=60.0, clock=lambda: now[0])
-    assert all(limiter.acquire() for _ in range(3))
-    cancelled = threading.Event()
-    cancelled.set()
-    assert limiter.acquire(cancelled) is False  # a 4th within the window must wait (and was cancelled)
-    now[0] += 59.9
-    assert limiter.acquire(cancelled) is False
-    now[0] += 0.2  # the first three are now more than 60 s old
-    assert limiter.acquire(cancelled) is True
+# --- command line ------------------------------------------------------------------------------
 
 
 def test_script_takes_its_arguments_after_the_double_dash_under_blender():
@@ -358,20 +341,3 @@ def test_script_takes_its_arguments_after_the_double_dash_under_blender():
                "--python", str(CLI), "--", "a.jpg", "--output", "o.blend"]
     assert image_to_3d.script_argv(blender) == ["a.jpg", "--output", "o.blend"]
     assert image_to_3d.script_argv([str(CLI), "b.jpg", "--", "c.jpg"]) == ["b.jpg", "--", "c.jpg"]
-
-
-@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-def test_rate_limiter_takes_a_slot_for_every_request_a_job_sends(server, photos, tmp_path, use_async):
-    import image_to_3d
-
-    from onemin3d_addon.core import pipeline
-
-    server.latency = 0.3
-    limiter = image_to_3d.RateLimiter(limit=1000)
-    before = len(server.requests)
-    request = pipeline.Request(image_path=photos["apple"], api_key=KEY, result_dir=tmp_path,
-                               base_url=server.base_url, use_async=use_async, poll_interval=0.05)
-    image_to_3d.paced(pipeline.run, limiter)(request, progress=None, cancel=None, checkpoint=None, resume=None)
-    sent = len(server.requests) - before
-    assert sent >= 3
-    assert len(limiter._sent) >= sent

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import bpy
 
+from ..core.client import RetryPolicy
 from ..core.errors import (
     PREFS_PATH,
     Cancelled,
@@ -35,7 +36,7 @@ from ..core.errors import (
     get_logger,
     user_message,
 )
-from ..core.history import History, HistoryEntry
+from ..core.history import RESUMABLE_ERRORS, History, HistoryEntry
 from ..core.jobs import Checkpointed, Done, Failed, JobRunner, Progress
 from ..core.pipeline import Checkpoint, Request, Result
 from . import preferences
@@ -100,6 +101,8 @@ class Job:
         self.error_message = ""
         self.result: Result | None = None
         self.object_names: list[str] = []
+        self.collection_name: str | None = None  # the collection the import made
+        self.import_kind: str | None = None  # what the result became: PLANE | RELIEF | MODEL
         self.warnings: list[str] = []
         self.cancel_requested = False
         self.finished = threading.Event()
@@ -132,6 +135,11 @@ class Job:
     def objects(self) -> list[Any]:
         """The objects the import created (those still in the file)."""
         return [ob for name in self.object_names if (ob := bpy.data.objects.get(name)) is not None]
+
+    @property
+    def collection(self) -> Any:
+        """The collection the import created, while it is still in the file; else None."""
+        return bpy.data.collections.get(self.collection_name) if self.collection_name else None
 
     def status_text(self) -> str:
         label = STAGE_LABELS.get(self.stage, self.stage.capitalize())
@@ -224,9 +232,15 @@ class Runtime:
     def submit(self, image: Path, *, conn: preferences.ConnectionSettings, mode: str,
                options: dict[str, Any], name: str | None = None, scene_name: str | None = None,
                auto_import: bool = True, max_side: int | None = None,
-               allow_upscale: bool | None = None) -> Job:
+               allow_upscale: bool | None = None, retry: RetryPolicy | None = None,
+               max_download_bytes: int | None = None, resume: Checkpoint | None = None,
+               metadata: dict[str, Any] | None = None) -> Job:
         """Start one job and return at once. Raises before anything is sent when Blender is
-        offline or there is no key: no request is ever made with online access off."""
+        offline or there is no key: no request is ever made with online access off.
+
+        `resume`: what an earlier run left (a result file on disk, or an asset key and the uuid
+        of a generation): the pipeline continues from there, and pays nothing twice.
+        `metadata`: JSON-able facts the caller wants journalled with the entry (settings["metadata"])."""
         if self._closed:
             raise Onemin3DError("The add-on is shutting down; try again.")
         if not preferences.online_access():
@@ -251,10 +265,17 @@ class Runtime:
             request_kw["max_side"] = max_side
         if allow_upscale is not None:
             request_kw["allow_upscale"] = allow_upscale
+        # Not journalled with the settings: they tune this run's transfers, not the result.
+        transfer_kw: dict[str, Any] = {}
+        if retry is not None:
+            transfer_kw["retry"] = retry
+        if max_download_bytes is not None:
+            transfer_kw["max_download_bytes"] = max(1, int(max_download_bytes))
         request = Request(
             image_path=image, api_key=conn.api_key, result_dir=folder, base_url=conn.base_url,
             use_async=conn.use_async, timeouts=conn.timeouts, poll_interval=conn.poll_interval,
             poll_deadline=conn.poll_deadline, proxy=conn.proxy, ca_bundle=conn.ca_bundle, **request_kw,
+            **transfer_kw,
         )
         blend_file = current_blend_file() or ""
         entry = HistoryEntry(
@@ -262,11 +283,15 @@ class Runtime:
             settings={
                 "name": name or image.stem, "mode": mode, "options": dict(options),
                 "scene": scene_name, "base_url": _public_url(conn.base_url), "use_async": conn.use_async,
-                **request_kw,
+                **request_kw, **({"metadata": dict(metadata)} if metadata else {}),
             },
             state="queued", stage="queued", asset_key=None, uuid=None, result_file=None, result_kind=None,
             credits_used=None, credits_left=None, error=None, blend_file=blend_file, times={"queued": now},
         )
+        if resume is not None:
+            entry.asset_key = resume.asset_key
+            entry.uuid = resume.uuid
+            entry.result_file = str(resume.result_file) if resume.result_file is not None else None
         job = Job(self, entry, history=history, name=name or image.stem, mode=mode, options=options,
                   scene_name=scene_name, generation=self.generation, auto_import=auto_import)
         self.jobs[job_id] = job
@@ -274,7 +299,7 @@ class Runtime:
         # It is durable before anything is paid for: the worker journals the whole entry (with the
         # asset key) itself before it sends the generation.
         self._persist(job)
-        self.runner.submit(request, job_id=job_id)
+        self.runner.submit(request, job_id=job_id, resume=resume)
         self._mark(job)
         self.last_error = ""
         self.sync_wm()
@@ -578,7 +603,7 @@ class Runtime:
             return False
         self._enter_stage(job, "import")
         try:
-            objects, job.warnings = import_into_scene(
+            imported = import_result_into_scene(
                 result.file, Path(entry.source_path), job.mode, job.options,
                 scene_name=job.scene_name, undo_message=f"Image to 3D: {job.name}")
         except Onemin3DError as err:
@@ -590,7 +615,11 @@ class Runtime:
             self._fail(job, ImportFailed(f"Blender could not import the result ({type(exc).__name__}): it is "
                                          "kept in the history, so re-import it or open the file by hand."))
             return True
-        job.object_names = [ob.name for ob in objects]
+        job.object_names = [ob.name for ob in imported]
+        job.warnings = list(getattr(imported, "warnings", ()))
+        collection = getattr(imported, "collection", None)
+        job.collection_name = collection.name if collection is not None else None
+        job.import_kind = getattr(imported, "kind", None)
         self._finish(job, "imported")
         return True
 
@@ -606,6 +635,12 @@ class Runtime:
     def _fail(self, job: Job, err: Onemin3DError) -> None:
         job.error = err
         message = user_message(err)
+        kind = type(err).__name__
+        if job.entry.uuid and not job.entry.result_file and kind in RESUMABLE_ERRORS and kind != "StillRunning":
+            # Paid for, but its record or result could not be fetched: say so, so that nobody
+            # pays for it again; History.resumable() lists it, and the next start fetches it.
+            message += (" Do not generate it again: this generation is paid for and kept in the history, "
+                        "and it is fetched again, free, the next time the add-on starts.")
         job.error_message = message
         if err.stage:
             job.entry.stage = err.stage
@@ -994,8 +1029,17 @@ def _window_for(scene: Any) -> Any:
 
 def import_into_scene(result_file: Path, source_image: Path, mode: str, options: dict[str, Any], *,
                       scene_name: str | None, undo_message: str | None) -> tuple[list[Any], list[str]]:
+    """Import a result into `scene_name` (else the current scene); (objects, warnings)."""
+    imported = import_result_into_scene(result_file, source_image, mode, options, scene_name=scene_name,
+                                        undo_message=undo_message)
+    return list(imported), list(getattr(imported, "warnings", ()))
+
+
+def import_result_into_scene(result_file: Path, source_image: Path, mode: str, options: dict[str, Any], *,
+                             scene_name: str | None, undo_message: str | None) -> Any:
     """Import a result into `scene_name` (else the current scene) with a window context, so
-    importers that exist only as operators work from a timer; push one undo step after it."""
+    importers that exist only as operators work from a timer; push one undo step after it.
+    Returns scene_build.Imported (iterating it yields the objects)."""
     from . import scene_build
 
     scene = bpy.data.scenes.get(scene_name) if scene_name else None
@@ -1015,7 +1059,7 @@ def import_into_scene(result_file: Path, source_image: Path, mode: str, options:
             _undo_push(undo_message)
     for warning in getattr(imported, "warnings", ()):
         log.warning("%s: %s", Path(result_file).name, warning)
-    return list(imported), list(getattr(imported, "warnings", ()))
+    return imported
 
 
 def _undo_push(message: str) -> None:

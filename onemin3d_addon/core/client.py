@@ -21,6 +21,10 @@ never put on the session (so a presigned download URL on another host, or a redi
 sees it), it is registered with `errors.register_secret` so every message and log line is
 masked, and it is not part of any repr.
 
+Before each try to the API (never a download from the storage host) the client takes a slot
+from the process-wide limiter of its key and API (`core.ratelimit.limiter_for`), so all jobs
+together stay under 1min.ai's documented 180 requests per minute; a cancel ends that wait too.
+
 One client serves one job on one thread (the pipeline makes one per job); it is not meant to be
 shared between threads.
 """
@@ -78,6 +82,7 @@ from .errors import (
     redact,
     register_secret,
 )
+from .ratelimit import RateLimiter, limiter_for
 
 log = get_logger(__name__)
 
@@ -190,7 +195,7 @@ def parse_error_body(raw: bytes, content_type: str = "") -> ErrorBody:
     if text[:1] in ("{", "["):
         try:
             payload = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
             payload = None
     if isinstance(payload, dict):
         code = _str(payload.get("errorCode")) or _str(payload.get("code"))
@@ -291,7 +296,8 @@ class OneMinClient:
                  session: requests.Session | None = None, *, retry: RetryPolicy = RetryPolicy(),
                  asset_base_url: str | None = None, cancel: threading.Event | None = None,
                  proxy: str | None = None, ca_bundle: str | None = None,
-                 max_download_bytes: int = 512 * 1024 * 1024) -> None:
+                 max_download_bytes: int = 512 * 1024 * 1024,
+                 rate_limiter: RateLimiter | None = None) -> None:
         register_secret(api_key)
         self.__api_key = api_key
         self.base_url = base_url.rstrip("/")
@@ -313,6 +319,8 @@ class OneMinClient:
             session.mount("https://", adapter)
         self._session = session
         self._api_origin = _origin(self.base_url)
+        # Shared by every client of this key and API in the process (see core.ratelimit).
+        self._limiter = rate_limiter if rate_limiter is not None else limiter_for(api_key, self.base_url)
 
     def __repr__(self) -> str:
         return f"OneMinClient(base_url={self.base_url!r})"
@@ -517,6 +525,10 @@ class OneMinClient:
             headers["Content-Type"] = body.content_type
         while True:
             self._check_cancel()
+            # Every try to the API takes a slot (retries too: the server counts them); a download
+            # from the storage host carries no key and is not counted.
+            if api and not self._limiter.acquire(self._cancel):
+                raise Cancelled("cancelled while waiting for the request budget")
             t0 = time.perf_counter()
             try:
                 resp = self._send(method, url, headers=headers, data=body if body is not None else data,
@@ -598,7 +610,7 @@ class OneMinClient:
             self._check_cancel()  # a cancel's socket shutdown can look like the end of the body
             try:
                 return json.loads(bytes(buf))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # a hostile "[[[[…" nests past the parser
                 body = parse_error_body(bytes(buf), resp.headers.get("Content-Type", ""))
                 shown = body.message if body.is_html else _clip(body.text, 80)
                 raise BadResponse(f"the {what} answer is not valid JSON ({shown or 'empty'})") from exc
@@ -905,6 +917,9 @@ def _credits(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool
 
 def _too_large(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
                ) -> Onemin3DError:
+    if not api:  # a download sends no body: this is the host refusing the result, not our image
+        return ResultUnavailable(f"The result could not be downloaded (HTTP {status}): try again later.",
+                                 status=status, detail=body.message)
     return InvalidInput(_describe(body, status) or "the upload is too large", code=body.code,
                         status=413)
 
@@ -990,7 +1005,7 @@ def _cause_from(details: object, depth: int = 0) -> str | None:
         if text[:1] in ("{", "[", '"'):
             try:
                 parsed = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return _clip(text, 300)
             if parsed != text:
                 return _cause_from(parsed, depth + 1) or _clip(text, 300)
@@ -1173,7 +1188,12 @@ def _sniff_or_fail(head: bytes) -> str:
 
 
 def _mb(n: int) -> str:
-    return f"{n / (1 << 20):,.0f} MB"
+    """A size for a message: "600 MB", "64 KB", "900 bytes" (never a misleading "0 MB")."""
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):,.0f} MB"
+    if n >= 1 << 10:
+        return f"{n / (1 << 10):,.0f} KB"
+    return f"{n} bytes"
 
 
 def _mime_of(head: bytes) -> str:

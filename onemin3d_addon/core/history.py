@@ -31,8 +31,12 @@ log = get_logger(__name__)
 
 SCHEMA_VERSION = 1
 STATES = ("queued", "running", "done", "imported", "failed", "cancelled")
-#: failures after which the job is worth resuming: the generation was paid and may still finish
-RESUMABLE_ERRORS = frozenset({"StillRunning"})
+#: failures after which a job with a uuid is worth resuming: the generation was paid and may still
+#: finish (StillRunning), or it finished but fetching its record or result met a fault that a later
+#: try can get past (the network, the server, the rate limit, an expired or missing result link,
+#: a key fixed since). Resuming polls and downloads only: it never pays again.
+RESUMABLE_ERRORS = frozenset({"StillRunning", "NetworkError", "ServerError", "RateLimited",
+                              "ResultUnavailable", "AuthError"})
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SECRET_EXACT = frozenset({"key", "auth", "authorization", "bearer", "cookie"})
@@ -155,8 +159,9 @@ class History:
         """Jobs that got as far as a uuid or a result file but were neither imported nor ended for good.
 
         Included: queued/running (interrupted by a crash or restart) and done (downloaded, not yet
-        imported); failed only when the failure was "not finished yet" (StillRunning). Excluded:
-        imported, cancelled (the user asked to stop) and other failures.
+        imported); failed only when the failure is in RESUMABLE_ERRORS ("not finished yet", or a
+        fault in fetching a paid generation that a later try can get past). Excluded: imported,
+        cancelled (the user asked to stop) and other failures.
         """
         out = []
         for e in self.entries():
@@ -190,7 +195,7 @@ class History:
             try:
                 data = json.loads(path.read_bytes().decode("utf-8"))
                 entry = _validated(data, path.stem)
-            except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+            except (OSError, UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
                 self._warn(path, st.st_mtime_ns, str(exc))
                 return None
             self._cache[path] = (stamp, copy.deepcopy(asdict(entry)))
