@@ -1166,6 +1166,8 @@ def cli_message(err: BaseException) -> str:
          "with the ONEMIN_API_KEY environment variable or --api-key"),
         (f"proxy and timeouts in {errors.PREFS_PATH}", "proxy (--proxy, --ca-bundle) and --timeout"),
         ("enable 'Allow upscaling'", "pass --upscale"),
+        ("Check your 1min.ai history, or start the job again.",
+         "Check your 1min.ai history; to generate it anyway, run this image again without --resume."),
     ):
         text = text.replace(ui, cli)
     return text
