@@ -249,7 +249,9 @@ class Item:
     exports: list[Path] = dataclasses.field(default_factory=list)
     renders: list[Path] = dataclasses.field(default_factory=list)
     reused: bool = False          # no new generation: the result (or its generation) came from an earlier run
-    resumed_from: str | None = None  # "result" (a file on disk), "generation" (a uuid polled again)
+    # "result" (a file on disk), "generation" (a uuid polled again), "interrupted generation"
+    # (sent but never answered: refused by the pipeline rather than paid for twice)
+    resumed_from: str | None = None
     uuid: str | None = None
     credits_left: int | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
