@@ -325,6 +325,67 @@ def _exact_means(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return weights(rows, h) @ img.astype(np.float64) @ weights(cols, w).T
 
 
+def _uv_by_formula(rows: int, cols: int, orientation: int, x_major: bool) -> np.ndarray:
+    """quad_grid_uv written out the slow, obvious way: every corner's (s, t), then the EXIF turn."""
+    faces = [(i, j) for i in range(cols - 1) for j in range(rows - 1)] if x_major else \
+        [(i, j) for j in range(rows - 1) for i in range(cols - 1)]
+    st = np.array([((i + di) / (cols - 1), (j + dj) / (rows - 1))
+                   for i, j in faces for di, dj in ((0, 0), (1, 0), (1, 1), (0, 1))], np.float64)
+    u, v = sb._oriented_uv(st[:, 0], st[:, 1], orientation)
+    return np.stack([u, v], axis=1).reshape(-1)
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(2, 2), (2, 9), (9, 2), (3, 4), (40, 7), (5, 600)])
+def test_quad_grid_uv_puts_every_corner_at_its_place_for_every_orientation_and_order(rows: int, cols: int) -> None:
+    for orientation in range(1, 9):
+        for x_major in (False, True):
+            got = sb.quad_grid_uv(rows, cols, orientation, x_major=x_major)
+            assert got.dtype == np.float32 and got.flags.c_contiguous
+            np.testing.assert_allclose(got, _uv_by_formula(rows, cols, orientation, x_major), atol=1e-6,
+                                       err_msg=f"{rows}×{cols}, orientation {orientation}, x_major {x_major}")
+    exact = sb.quad_grid_uv(rows, cols).reshape(-1, 2)
+    assert exact.min() == 0.0 and exact.max() == 1.0  # the corners land exactly on the image's
+
+
+def test_banded_transpose_is_numpys_transpose() -> None:
+    a = np.random.default_rng(3).random((130, 77)).astype(np.float32)
+    t = sb._transposed(a)
+    assert t.flags.c_contiguous and np.array_equal(t, a.T)
+
+
+@pytest.mark.parametrize(("rows", "cols", "orientation"), [(7, 11, 1), (7, 11, 6), (2, 2, 1), (2, 5, 8), (5, 2, 3)])
+def test_the_grid_nodes_layout_is_recognised_and_the_general_route_agrees_with_it(
+        empty_blend: Blend, rows: int, cols: int, orientation: int) -> None:
+    """The fast route assumes the Grid node's vertex and corner order (checked at run time); the
+    route for an unknown order reads the mesh's own arrays. Both must give the same relief."""
+    width, height = 2.0, 1.2
+    heights = np.random.default_rng(4).random((rows, cols)).astype(np.float32)
+    with sb._all_or_nothing("test grid") as created:
+        mesh = sb._grid_mesh_from_nodes("grid", rows, cols, width, height, created)
+        layout = sb._grid_layout(mesh, rows, cols, width, height)
+        assert layout == "x-major"  # Blender 3.0 to 5.0; a new order would land in the general route
+        fast = sb._grid_heights_and_uv(mesh, heights, width, height, orientation, layout)
+        general = sb._grid_heights_and_uv(mesh, heights, width, height, orientation, None)
+    np.testing.assert_array_equal(fast[0], general[0])
+    np.testing.assert_allclose(fast[1], general[1], atol=1e-6)
+    co = positions(mesh)  # and the heights follow the vertices: vertex (i, j) gets heights[j, i]
+    i = np.rint((co[:, 0] + width / 2) / (width / (cols - 1))).astype(int)
+    j = np.rint((co[:, 1] + height / 2) / (height / (rows - 1))).astype(int)
+    np.testing.assert_array_equal(fast[0], heights[j, i])
+    empty_blend.bpy.data.meshes.remove(mesh)
+
+
+def test_a_row_major_grid_is_recognised_too(empty_blend: Blend) -> None:
+    rows, cols = 5, 8
+    mesh = empty_blend.bpy.data.meshes.new("rows")
+    arrays = sb.grid_arrays(rows, cols, 1.0, 1.0)
+    sb._write_mesh(mesh, arrays["positions"], arrays["edges"], arrays["corner_verts"], arrays["corner_edges"],
+                   arrays["face_starts"])
+    assert sb._grid_layout(mesh, rows, cols, 1.0, 1.0) == "row-major"
+    assert sb._grid_layout(mesh, cols, rows, 1.0, 1.0) is None  # the wrong shape is never taken for a layout
+    empty_blend.bpy.data.meshes.remove(mesh)
+
+
 def test_gaussian_blur_is_normalised_and_its_fft_path_matches_the_direct_one() -> None:
     rng = np.random.default_rng(2)
     img = rng.random((60, 80)).astype(np.float32)
