@@ -438,6 +438,20 @@ def _view_layer() -> Any:
     return view_layer
 
 
+def _evaluated_depsgraph() -> Any:
+    """The view layer's depsgraph, evaluated.
+
+    Not `context.evaluated_depsgraph_get`: it releases the GIL, then reads the context, and
+    under `context.temp_override` (how the add-on imports from its timer) that read is a Python
+    dict lookup without the GIL. With another Python thread running (a download, the history
+    writer) it crashed bpy 5.0.1 within 90 s in every run of a stress loop.
+    `view_layer.update()` takes what it needs before releasing the GIL.
+    """
+    view_layer = _view_layer()
+    view_layer.update()
+    return view_layer.depsgraph
+
+
 def _cursor_location() -> Vector:
     return Vector(_scene().cursor.location)
 
@@ -948,13 +962,12 @@ def _grid_mesh_from_nodes(name: str, rows: int, cols: int, width: float, height:
     try:
         carrier_mod: Any = carrier.modifiers.new("grid", "NODES")
         carrier_mod.node_group = group
-        depsgraph = bpy.context.evaluated_depsgraph_get()
-        mesh = created.add(bpy.data.meshes.new_from_object(carrier.evaluated_get(depsgraph)))
+        mesh = created.add(bpy.data.meshes.new_from_object(carrier.evaluated_get(_evaluated_depsgraph())))
     finally:
         bpy.data.batch_remove([carrier, carrier_mesh, group])
     # Let the depsgraph drop the carrier's evaluated copy now: while it lives it shares the
     # arrays, and the first write access to the mesh (even reading vertices[0]) would copy them.
-    bpy.context.evaluated_depsgraph_get()
+    _evaluated_depsgraph()
     mesh.name = name
     mesh.materials.clear()  # the evaluated mesh comes with an empty slot
     sharp = mesh.attributes.get("sharp_face")

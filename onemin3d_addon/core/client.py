@@ -69,6 +69,7 @@ from .errors import (
     BadResponse,
     Cancelled,
     CreditsExhausted,
+    GarbledResponse,
     GenerationFailed,
     ImageError,
     InvalidInput,
@@ -539,6 +540,13 @@ class OneMinClient:
                 if status < 400:
                     with resp:
                         return consume(resp)
+            except GarbledResponse as garbled:
+                if idempotent and tries + 1 < policy.attempts:
+                    tries += 1
+                    log.warning("%s: %s; retry %d of %d", what, garbled.message, tries, policy.attempts - 1)
+                    self._sleep(policy.delay(tries))
+                    continue
+                raise
             except requests.RequestException as exc:
                 if self._is_cancelled():
                     raise Cancelled("cancelled during the " + what) from exc
@@ -613,7 +621,8 @@ class OneMinClient:
             except (ValueError, RecursionError) as exc:  # a hostile "[[[[…" nests past the parser
                 body = parse_error_body(bytes(buf), resp.headers.get("Content-Type", ""))
                 shown = body.message if body.is_html else _clip(body.text, 80)
-                raise BadResponse(f"the {what} answer is not valid JSON ({shown or 'empty'})") from exc
+                raise GarbledResponse(f"the {what} answer is not valid JSON ({shown or 'empty'})",
+                                      may_have_run=what == "generation request") from exc
         return consume
 
     def _save(self, resp: requests.Response, dest: Path, progress: ProgressCallback | None

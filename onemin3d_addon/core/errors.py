@@ -82,6 +82,16 @@ class BadResponse(Onemin3DError):
     """The server answered, but not with what the API promises (bad JSON, missing field, FAILURE)."""
 
 
+class GarbledResponse(BadResponse):
+    """The answer was not JSON at all (cut off, garbled, or a proxy's HTML page): it says nothing
+    about the work, so a status check that got one is asked again, and a paid job stays kept.
+    `may_have_run`: it answered a generation request, which may have been carried out (and paid)."""
+
+    def __init__(self, message: str = "", *, may_have_run: bool = False) -> None:
+        super().__init__(message)
+        self.may_have_run = may_have_run
+
+
 class GenerationFailed(BadResponse):
     """The generation ended with status FAILURE/FAILED; the message is the service's reason."""
 
@@ -152,6 +162,11 @@ def user_message(err: BaseException) -> str:
     if isinstance(err, StillRunning):
         return (f"1min.ai has not finished this job yet ({_clip(msg) or 'still running'}): it is kept in "
                 "the history, so resume it later; it will not be paid for twice.")
+    if isinstance(err, GarbledResponse):
+        ran = ("the generation may still have run, so check your 1min.ai history before trying again, "
+               "and " if err.may_have_run else "")
+        return (f"1min.ai's answer came back garbled ({_clip(msg) or 'not JSON'}): {ran}if a proxy, firewall "
+                "or captive portal sits in between, check it, then try again later.")
     if isinstance(err, BadResponse):
         return (f"1min.ai sent an unexpected answer ({_clip(msg) or 'bad response'}): try again later, "
                 "and report it if it keeps happening.")

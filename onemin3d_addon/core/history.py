@@ -36,7 +36,7 @@ STATES = ("queued", "running", "done", "imported", "failed", "cancelled")
 #: try can get past (the network, the server, the rate limit, an expired or missing result link,
 #: a key fixed since). Resuming polls and downloads only: it never pays again.
 RESUMABLE_ERRORS = frozenset({"StillRunning", "NetworkError", "ServerError", "RateLimited",
-                              "ResultUnavailable", "AuthError"})
+                              "ResultUnavailable", "AuthError", "GarbledResponse"})
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SECRET_EXACT = frozenset({"key", "auth", "authorization", "bearer", "cookie"})

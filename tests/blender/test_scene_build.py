@@ -867,3 +867,14 @@ def test_a_cycles_render_of_the_relief_shows_its_shape(empty_blend: Blend) -> No
     flat = _render(bpy, empty_blend.tmp / "flat.png")
     assert relief.std() > 0.05, f"the relief renders flat (std {relief.std():.3f})"
     assert relief.std() > 3 * flat.std(), (relief.std(), flat.std())
+
+
+def test_no_import_path_calls_context_evaluated_depsgraph_get() -> None:
+    """`context.evaluated_depsgraph_get()` releases the GIL and then reads the context; under
+    `temp_override` (the add-on's imports) that is a Python dict read without the GIL, which
+    crashed bpy 5.0.1 when another Python thread ran (a 90 s stress loop crashed every time).
+    The add-on evaluates through `view_layer.update()` instead."""
+    package = Path(sb.__file__).resolve().parent.parent
+    offenders = [str(p.relative_to(package)) for p in package.rglob("*.py")
+                 if "evaluated_depsgraph_get(" in p.read_text(encoding="utf-8")]
+    assert offenders == []

@@ -78,7 +78,7 @@ _TRANSIENT = {
     "truncated": ("dropped",),
 }
 #: error kinds that, once the generation is paid (uuid known), leave the job to be fetched again
-_FETCH_AGAIN = {"NetworkError", "ServerError", "RateLimited", "ResultUnavailable", "AuthError"}
+_FETCH_AGAIN = {"NetworkError", "ServerError", "RateLimited", "ResultUnavailable", "AuthError", "GarbledResponse"}
 #: the read timeout a slow-headers delay must outlast (job_settings' timeouts are 0.8 s)
 _SLOW = {"delay": 3.0}
 
@@ -106,6 +106,9 @@ def _cells() -> list[Cell]:
         cells.append(Cell("refused", stage if stage != "generate" else "upload", words=("refused",)))
         if stage in ("upload", "generate", "poll"):
             cells.append(Cell("invalid-json", stage, words=("not valid JSON",)))
+            # once: a status check (a GET) is asked again; a POST's garbled answer is final
+            cells.append(Cell("invalid-json", stage, times=1, expect="imported" if stage == "poll" else "failed",
+                              words=() if stage == "poll" else ("not valid JSON",)))
         if stage in ("generate", "poll"):
             cells += [
                 Cell("status-failure", stage, words=("could not make a 3D result", "upstream FAILURE")),
