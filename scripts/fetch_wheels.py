@@ -121,11 +121,8 @@ def pinned_wheels(manifest: Path = MANIFEST) -> list[Wheel]:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def is_intact(wheel: Wheel, dest: Path) -> bool:
