@@ -160,11 +160,23 @@ def wheel_platforms(filename: str, blender_ext: Path | None = None) -> set[str]:
     return result
 
 
-def inspect_zip(archive: Path, wheels: list[str], platform: str | None) -> list[str]:
+def wheels_by_platform(wheels: list[str], blender_ext: Path | None = None) -> dict[str, list[str]]:
+    """Blender platform -> the sorted wheel file names that serve it (one per Python version)."""
+    served: dict[str, list[str]] = {}
+    for wheel in wheels:
+        for platform in wheel_platforms(wheel, blender_ext):
+            served.setdefault(platform, []).append(wheel)
+    return {platform: sorted(names) for platform, names in served.items()}
+
+
+def inspect_zip(archive: Path, wheels: list[str], platform: str | None,
+                platform_wheels: list[str] | None = None) -> list[str]:
     """The wheels `archive` ships; BuildError unless it is laid out as Blender installs it.
 
     The universal zip must ship exactly `wheels`; a per-platform zip ships the subset that
-    Blender's builder recorded in its `[build.generated]` table, and at least one.
+    Blender's builder recorded in its `[build.generated]` table, and at least one. When
+    `platform_wheels` is given, that subset must be exactly it: every Python's wheel for the
+    platform, since Blender installs only the one matching the Python it runs.
     """
     with zipfile.ZipFile(archive) as zf:
         names = zf.namelist()
@@ -192,6 +204,8 @@ def inspect_zip(archive: Path, wheels: list[str], platform: str | None) -> list[
         wanted = sorted(PurePosixPath(w).name for w in generated.get("wheels", []))
         if not wanted:
             problems.append(f"no wheel serves {platform}")
+        elif platform_wheels is not None and wanted != sorted(platform_wheels):
+            problems.append(f"the builder kept {wanted} for {platform}, expected {sorted(platform_wheels)}")
     if shipped != wanted:
         problems.append(f"ships wheels {shipped}, expected {wanted}")
     if problems:
@@ -221,11 +235,12 @@ def build(output_dir: Path = DIST_DIR, *, split_platforms: bool = False, blender
     tool = Tool(blender)
 
     wheels = fetch_wheels.fetch(wheels_dir, manifest=manifest_path, download=download, log=say)
+    per_platform: dict[str, list[str]] = {}
     if tool.blender_ext is not None:
-        covered = {p for w in wheels for p in wheel_platforms(w.name, tool.blender_ext)}
-        if covered != set(platforms):
+        per_platform = wheels_by_platform([w.name for w in wheels], tool.blender_ext)
+        if set(per_platform) != set(platforms):
             raise BuildError(f"manifest platforms {sorted(platforms)} differ from the platforms "
-                             f"its wheels serve {sorted(covered)}")
+                             f"its wheels serve {sorted(per_platform)}")
 
     output_dir.mkdir(parents=True, exist_ok=True)
     zips = expected_zips(output_dir.resolve(), ext_id, version, platforms, split_platforms)
@@ -247,7 +262,8 @@ def build(output_dir: Path = DIST_DIR, *, split_platforms: bool = False, blender
         output = tool.validate(archive)
         if verbose:
             print(output)
-        shipped = inspect_zip(archive, [w.name for w in wheels], platform)
+        shipped = inspect_zip(archive, [w.name for w in wheels], platform,
+                              per_platform.get(platform) if platform else None)
         if platform is not None:
             served.update(shipped)
         say(f"{archive} ({archive.stat().st_size / 1e6:.1f} MB): validated by {tool.label}")
@@ -260,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=DIST_DIR, help="where the zips go (default: dist/)")
     parser.add_argument("--split-platforms", action="store_true",
-                        help="also build one zip per platform, each with only its own wheel")
+                        help="also build one zip per platform, each with only its own wheels")
     parser.add_argument("--blender", metavar="BIN",
                         help="build and validate with `BIN --command extension` instead of the bpy wheel's blender_ext.py")
     parser.add_argument("--wheels-dir", type=Path, default=fetch_wheels.WHEELS_DIR,

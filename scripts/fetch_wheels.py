@@ -31,18 +31,33 @@ WHEELS_DIR = ROOT / "wheels"
 WHEELS_PREFIX = "./wheels/"
 
 #: The lock. Pillow is pinned to requirements.txt's version, so the add-on is tested with the
-#: Pillow it ships; an unpinned resolution once gave a different version per platform.
+#: Pillow it ships; an unpinned resolution once gave a different version per platform. One wheel
+#: per platform and Python: cp311 (Blender 4.2-5.0), cp313 (5.1+), cp314 (Linux distributions'
+#: builds). Each hash is the one PyPI's index publishes for the file (`pip install --dry-run
+#: --report` shows it under download_info), checked against the downloaded file.
 WHEEL_SHA256: dict[str, str] = {
     "pillow-13.0.0-cp311-cp311-win_amd64.whl":
         "d7710eb676e9bb68965cb045be0d333b4c0d7f9dfbaa7fbf121385b1588683d3",
+    "pillow-13.0.0-cp313-cp313-win_amd64.whl":
+        "9dda0788a9932776a75d8bcc020076edc308ce2508b51f6739a45e3158b3fc42",
     "pillow-13.0.0-cp311-cp311-win_arm64.whl":
         "12fbb851cf323cc19aac3eea1df5ad17b57e91e9fe3cfd06100dba7bb8208c13",
+    "pillow-13.0.0-cp313-cp313-win_arm64.whl":
+        "40a266371ece581e5de13b6635ef78d7487824af80561b6ca27694a88c19bc0f",
     "pillow-13.0.0-cp311-cp311-macosx_11_0_arm64.whl":
         "37290fbef0c73e2d51d594eb78fded7dc7170d1c3ad0a890269e6fd8c8c4e061",
+    "pillow-13.0.0-cp313-cp313-macosx_11_0_arm64.whl":
+        "f11a3c1358bb3c68012a7b1f41b223c3db9f7bfde90b481df028cfe1c3363313",
     "pillow-13.0.0-cp311-cp311-macosx_10_10_x86_64.whl":
         "6f38f3f885a09cafc93fd667b1173a92f379e43785d635e7983c893f0da319fb",
+    "pillow-13.0.0-cp313-cp313-macosx_10_13_x86_64.whl":
+        "ef5fe6b7db3f501c56000ba8fe7c7e1a35ca1d45824fbeb95a67daa85cff4dbe",
     "pillow-13.0.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl":
         "a625df9a2a5597fa5e5266e01aefc82604bb85d291e3547981e863560d75da6c",
+    "pillow-13.0.0-cp313-cp313-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl":
+        "5f56499c1a74d2b862beb0c33b8016f99d095858455df9d21583bbbc1c15b582",
+    "pillow-13.0.0-cp314-cp314-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl":
+        "e91c2b1cbeae768c98752e67e717e283d68dae45717b41f2d91eaee648e37b7d",
 }
 
 #: Distributions Blender ships itself: bundling a second copy would shadow Blender's own.

@@ -33,6 +33,14 @@ def read_manifest() -> dict[str, object]:
 MANIFEST = read_manifest()
 PLATFORMS: list[str] = list(MANIFEST["platforms"])  # type: ignore[call-overload]
 WHEELS = [PurePosixPath(w).name for w in MANIFEST["wheels"]]  # type: ignore[attr-defined]
+#: The Python of every official Blender from 4.2 LTS on: 3.11 (4.2 to 5.0) and 3.13 (5.1 on).
+BLENDER_PYTHONS = ("cp311", "cp313")
+#: Linux distributions build Blender against their own Python (Debian unstable's 5.2 uses 3.14).
+EXTRA_PYTHONS = {"linux-x64": ("cp314",)}
+
+
+def python_tag(wheel: str) -> str:
+    return wheel.removesuffix(".whl").split("-")[-3]
 
 
 @pytest.fixture(scope="module")
@@ -108,34 +116,39 @@ def test_the_universal_zip_bundles_every_pillow_wheel_and_nothing_blender_ships(
     assert not top & {"numpy", "requests", "urllib3", "pil"}
 
 
-def test_each_platform_zip_ships_only_the_wheel_for_its_platform(dist: Path) -> None:
+def test_each_platform_zip_ships_every_pythons_wheel_for_its_platform_and_no_other(dist: Path) -> None:
+    served = build_extension.wheels_by_platform(WHEELS)
     for platform in PLATFORMS:
         archive = platform_zip(dist, platform)
-        wheels = [n for n in names(archive) if n.startswith("wheels/")]
-        assert len(wheels) == 1, (platform, wheels)
-        assert platform in build_extension.wheel_platforms(PurePosixPath(wheels[0]).name)
+        wheels = sorted(PurePosixPath(n).name for n in names(archive) if n.startswith("wheels/"))
+        assert wheels == served[platform], platform
         generated = zip_manifest(archive)["build"]["generated"]  # type: ignore[index]
         assert generated["platforms"] == [platform]
-        assert [PurePosixPath(w).name for w in generated["wheels"]] == [PurePosixPath(wheels[0]).name]
+        assert sorted(PurePosixPath(w).name for w in generated["wheels"]) == wheels
 
 
 def test_the_manifest_platforms_are_exactly_those_its_wheels_serve() -> None:
-    served: dict[str, list[str]] = {}
-    for wheel in WHEELS:
-        for platform in build_extension.wheel_platforms(wheel):
-            served.setdefault(platform, []).append(wheel)
+    served = build_extension.wheels_by_platform(WHEELS)
     assert sorted(served) == sorted(PLATFORMS)
     assert sorted(PLATFORMS) == sorted(["windows-x64", "windows-arm64", "macos-arm64", "macos-x64", "linux-x64"])
-    assert all(len(ws) == 1 for ws in served.values()), served
 
 
-def test_every_bundled_wheel_is_pillow_for_cpython_311_at_the_tested_version() -> None:
+def test_every_platform_has_one_wheel_for_each_python_blender_runs() -> None:
+    served = build_extension.wheels_by_platform(WHEELS)
+    for platform in PLATFORMS:
+        tags = sorted(python_tag(w) for w in served[platform])
+        # One wheel per Python, no more: Blender keeps a single wheel per distribution name.
+        assert tags == sorted({*BLENDER_PYTHONS, *EXTRA_PYTHONS.get(platform, ())}), (platform, served[platform])
+
+
+def test_every_bundled_wheel_is_pillow_for_one_cpython_at_the_tested_version() -> None:
     requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8")
     pin = re.search(r"(?im)^pillow==([^\s#]+)", requirements)
     assert pin is not None, "requirements.txt must pin pillow"
     for wheel in fetch_wheels.pinned_wheels():
         assert (wheel.name, wheel.version) == ("pillow", pin[1]), wheel.filename
-        assert (wheel.python_tag, wheel.abi_tag) == ("cp311", "cp311"), wheel.filename
+        # A version-specific ABI: Blender installs it only on that exact Python.
+        assert re.fullmatch(r"cp3\d+", wheel.python_tag) and wheel.abi_tag == wheel.python_tag, wheel.filename
 
 
 def test_the_lock_holds_a_sha256_for_exactly_the_manifest_wheels() -> None:
