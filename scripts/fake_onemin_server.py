@@ -65,6 +65,16 @@ inflated, starting with the real result's first bytes); html-instead-of-json ``s
 ``status`` (FAILURE); hostile-key ``key`` (``../../x``); corrupt-result ``size``;
 key-is-url (resultObject holds an http URL); zip-traversal ``names``; zip-bomb ``size`` (300 MiB inflated) and ``lie`` (headers declare 1 KiB).
 
+**Kills.** `kill_at(event, nth=k, pid=p, when=...)` sends SIGKILL to process `p` from inside
+the stand-in, at the `k`-th request of `event` counted from the call: ``upload``, ``generate``,
+``poll`` (a status check of a generation the stand-in made; the zero-uuid key check is not one)
+or ``download``. ``when`` is ``before-answer`` (the request was read and done: an upload
+stored, a generation made and charged, after its latency when synchronous; no answer is ever
+sent), ``mid-body`` (the headers and half the body were written) or ``after-answer`` (the whole
+answer was written). The kill lands at that point of that request whatever the machine's load,
+which is what a durability test needs. It returns a `KillSwitch` whose ``fired`` says whether
+it went off; `clear_kills()` disarms those that did not.
+
 Command line (the first stdout line is ``listening on http://HOST:PORT``)::
 
     python scripts/fake_onemin_server.py --port 8765 --result depth --latency 2 \\
@@ -587,6 +597,22 @@ def _param_value(v: str) -> Any:
     return v
 
 
+KILL_WHEN = ("before-answer", "mid-body", "after-answer")
+
+
+@dataclass
+class KillSwitch:
+    """A kill armed by `FakeOneMinServer.kill_at`; `fired` and `request` say whether and where it went off."""
+
+    event: str
+    nth: int
+    pid: int
+    when: str
+    seen: int = 0  # matching requests counted since it was armed
+    fired: bool = False
+    request: tuple[str, str] | None = None  # (method, path) of the request it fired on
+
+
 @dataclass
 class _Blob:
     path: str
@@ -731,6 +757,7 @@ class FakeOneMinServer:
         self.generations = 0
         self._lock = threading.RLock()
         self._faults: list[Fault] = []
+        self._kills: list[KillSwitch] = []
         self._assets: dict[str, _Asset] = {}
         self._records: dict[str, _Record] = {}
         self._blobs: dict[str, _Blob] = {}     # result/asset key -> stored bytes
@@ -776,6 +803,7 @@ class FakeOneMinServer:
     def stop(self) -> None:
         """Stop serving and end every open connection, within well under a second."""
         httpd, self._httpd = self._httpd, None
+        self.clear_kills()
         if httpd is None:
             return
         self._stop.set()
@@ -821,6 +849,52 @@ class FakeOneMinServer:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def kill_at(self, event: str, *, pid: int, nth: int = 1, when: str = "before-answer") -> KillSwitch:
+        """SIGKILL process `pid` at the `nth` `event` request from now, at point `when` (module docstring)."""
+        if event not in STAGES:
+            raise ValueError(f"unknown event {event!r}; known: {' '.join(STAGES)}")
+        if when not in KILL_WHEN:
+            raise ValueError(f"unknown kill point {when!r}; known: {' '.join(KILL_WHEN)}")
+        if nth < 1:
+            raise ValueError("nth must be >= 1")
+        switch = KillSwitch(event, nth, pid, when)
+        with self._lock:
+            self._kills.append(switch)
+        return switch
+
+    def clear_kills(self) -> list[KillSwitch]:
+        """Disarm every kill that has not fired (so a later process reusing the pid is safe); return them."""
+        with self._lock:
+            left, self._kills = self._kills, []
+        return left
+
+    def _kill_due(self, stage: str, path: str) -> KillSwitch | None:
+        """Count this request for the armed kills of its event; the one it is due on, taken off the list."""
+        if stage == "poll" and path[len("/api/results/"):].strip("/") not in self._records:
+            return None  # a key check, or a made-up uuid: not a status check of a generation
+        with self._lock:
+            due = None
+            for switch in self._kills:
+                if switch.event == stage:
+                    switch.seen += 1
+                    if switch.seen == switch.nth and due is None:
+                        due = switch
+            if due is not None:
+                self._kills = [k for k in self._kills if k is not due]
+        return due
+
+    def _fire(self, switch: KillSwitch, method: str, path: str) -> None:
+        # marked first: whoever waits on the process may look at the switch the moment it dies
+        switch.fired, switch.request = True, (method, path)
+        try:
+            os.kill(switch.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            switch.fired = False
+            log.warning("kill at %s #%d: process %d was already gone", switch.event, switch.nth, switch.pid)
+            return
+        log.info("killed process %d at %s #%d (%s %s, %s)", switch.pid, switch.event, switch.nth, method, path,
+                 switch.when)
 
     @property
     def faults(self) -> list[Fault]:
@@ -1315,9 +1389,15 @@ class _Handler(BaseHTTPRequestHandler):
             stand_in.requests.append((method, path))
         stage = _stage_of(method, path, url.query)
         fault = stand_in._take(stage, "response") if stage else None
+        kill = stand_in._kill_due(stage, path) if stage else None
         try:
             reply = self._handle(method, path, url.query, stage, fault)
-            self._send(reply, fault, method)
+            if kill is not None and kill.when == "before-answer":
+                stand_in._fire(kill, method, path)
+                raise _Abort
+            self._send(reply, fault, method, kill)
+            if kill is not None and kill.when == "after-answer":
+                stand_in._fire(kill, method, path)
         except _Abort:
             self.close_connection = True
         except OSError as exc:
@@ -1428,7 +1508,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
         raise _Abort
 
-    def _send(self, reply: Reply, fault: Fault | None, method: str) -> None:
+    def _send(self, reply: Reply, fault: Fault | None, method: str, kill: KillSwitch | None = None) -> None:
         name = fault.name if fault else ""
         params = fault.params if fault else {}
         body = reply.body
@@ -1471,6 +1551,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reset()
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_WR)
+            raise _Abort
+        if kill is not None and kill.when == "mid-body":
+            self.wfile.write(body[: len(body) // 2])
+            self.server.stand_in._fire(kill, method, self.path)
             raise _Abort
         self.wfile.write(body)
 
