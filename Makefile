@@ -1,18 +1,31 @@
 # Two commands matter: `make demo` and `make test`. Both install what they need.
-PYTHON ?= python3.11
+# Python 3.11 runs the main venv and the 4.x tiers; Python 3.13 the 5.1+ tiers. Each is looked up by
+# scripts/find_python.sh (PATH, then pyenv's versions, then /usr/bin); PYTHON= and PYTHON313= override.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell scripts/find_python.sh 3.11 2>/dev/null)
+endif
+ifeq ($(origin PYTHON313),undefined)
+PYTHON313 := $(shell scripts/find_python.sh 3.13 2>/dev/null)
+endif
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 export BLENDER_USER_RESOURCES ?= $(CURDIR)/build/blender-user
 
-.PHONY: test lint typecheck pytest demo dist clean venv
-# The bpy 4.5 and 4.2 LTS wheels run the smoke tier, each in its own venv (requirements-<tier>.txt).
-LTS_TIERS ?= bpy45 bpy42
+.PHONY: test lint typecheck typecheck-latest pytest demo dist clean venv tiers
+# Every supported Blender gets a tier of its own venv (requirements-<tier>.txt), made by `make test`:
+# the main .venv (bpy 5.0.1, Python 3.11) and bpy53 (5.3.0, Python 3.13) run the whole suite; the
+# other wheels run the smoke tier (`pytest -m smoke`), which proves what a user does on that version.
+FULL_TIERS ?= bpy53
+SMOKE_TIERS ?= bpy42 bpy45 bpy51 bpy52
+# The Python each tier needs: bpy 4.x and 5.0 are Python 3.11 wheels, 5.1 and later Python 3.13.
+tier_python = $(if $(filter bpy4% bpy50,$(1)),$(PYTHON),$(PYTHON313))
+tier_python_version = $(if $(filter bpy4% bpy50,$(1)),3.11,3.13)
 
 venv: $(STAMP)
 
 $(STAMP): requirements.txt
-	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed: install it and retry (or make PYTHON=/path/to/python3.11)"; exit 2; }
+	@test -n "$(PYTHON)" || scripts/find_python.sh 3.11 >/dev/null
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
@@ -24,19 +37,40 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict onemin3d_addon/core
 	$(VENV)/bin/mypy onemin3d_addon
 
+# The same checks against the newest Blender API: fake-bpy-module-latest (matching bpy 5.3), numpy 2
+# and Python 3.13, in a venv of its own (`typecheck` above checks against the oldest, 4.2).
+typecheck-latest: requirements-typecheck-latest.txt
+	@test -n "$(PYTHON313)" || scripts/find_python.sh 3.13 >/dev/null
+	@scripts/make_venv.sh .venv-typecheck-latest requirements-typecheck-latest.txt $(PYTHON313)
+	.venv-typecheck-latest/bin/mypy --python-version 3.13 --cache-dir .mypy_cache/latest --strict onemin3d_addon/core
+	.venv-typecheck-latest/bin/mypy --python-version 3.13 --cache-dir .mypy_cache/latest onemin3d_addon
+
 # pytest exits 5 when it collected nothing: that is reported as its own error, never as a pass.
 pytest: $(STAMP)
 	@mkdir -p $(BLENDER_USER_RESOURCES)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-smoke-%: requirements-%.txt
-	@scripts/make_venv.sh .venv-$* requirements-$*.txt $(PYTHON)
-	@mkdir -p build/blender-user-$*
+tier-venv-%: requirements-%.txt
+	@test -n "$(call tier_python,$*)" || scripts/find_python.sh $(call tier_python_version,$*) >/dev/null
+	@scripts/make_venv.sh .venv-$* requirements-$*.txt $(call tier_python,$*)
+
+smoke-%: tier-venv-%
+	@rm -rf build/blender-user-$* && mkdir -p build/blender-user-$*
+	@echo "== smoke tier on $$(.venv-$*/bin/python -c 'import importlib.metadata as m, sys; print("bpy", m.version("bpy"), "/ Python", sys.version.split()[0])')"
 	@BLENDER_USER_RESOURCES=$(CURDIR)/build/blender-user-$* .venv-$*/bin/python -m pytest -m smoke -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: no smoke tests collected on $*" >&2; exit 1; fi; exit $$rc
 
-test: lint typecheck pytest $(addprefix smoke-,$(LTS_TIERS))
+full-%: tier-venv-%
+	@rm -rf build/blender-user-$* && mkdir -p build/blender-user-$*
+	@echo "== full suite on $$(.venv-$*/bin/python -c 'import importlib.metadata as m, sys; print("bpy", m.version("bpy"), "/ Python", sys.version.split()[0])')"
+	@BLENDER_USER_RESOURCES=$(CURDIR)/build/blender-user-$* .venv-$*/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: no tests collected on $*" >&2; exit 1; fi; exit $$rc
+
+# every tier's venv, installed up front (a cold machine downloads each bpy wheel once)
+tiers: $(STAMP) $(addprefix tier-venv-,$(FULL_TIERS) $(SMOKE_TIERS))
+
+test: lint typecheck pytest $(addprefix full-,$(FULL_TIERS)) $(addprefix smoke-,$(SMOKE_TIERS))
 
 dist: $(STAMP)
 	$(PY) scripts/build_extension.py --split-platforms
@@ -46,4 +80,4 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 clean:
-	rm -rf $(VENV) .venv-bpy* build dist wheels out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-bpy* .venv-typecheck-latest build dist wheels out .mypy_cache .ruff_cache .pytest_cache

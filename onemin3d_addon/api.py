@@ -28,7 +28,7 @@ from .blender.runtime import Job
 from .core.client import RetryPolicy, Timeouts
 from .core.errors import Cancelled, ImageError, Onemin3DError
 
-__all__ = ["Job", "generate", "jobs", "pump", "shutdown", "submit", "wait"]
+__all__ = ["Job", "generate", "get_strength", "jobs", "pump", "set_strength", "shutdown", "submit", "wait"]
 
 _MODES = {"auto": "AUTO", "plane": "PLANE", "displacement": "DISPLACEMENT", "relief": "DISPLACEMENT"}
 
@@ -187,3 +187,24 @@ def jobs() -> list[Job]:
     rt = runtime.peek_runtime()
     return list(rt.jobs.values()) if rt is not None else []
 
+
+
+def get_strength(obj: Any) -> float:
+    """The live relief depth of a relief this add-on made (a fraction of its width).
+
+    Raises ValueError when `obj` is not such a relief. Works on every supported Blender: the
+    Strength is a Geometry Nodes modifier input, stored differently from 5.2 on.
+    """
+    from .blender import scene_build
+
+    value = scene_build.get_relief_strength(obj)
+    if value is None:
+        raise ValueError(f"'{obj.name}' is not a relief made by this add-on")
+    return value
+
+
+def set_strength(obj: Any, value: float) -> None:
+    """Change a relief's depth live, as the Strength slider does (a fraction of its width)."""
+    from .blender import scene_build
+
+    scene_build.set_relief_strength(obj, value)

@@ -3,11 +3,12 @@
 #
 #   scripts/make_venv.sh VENV REQUIREMENTS [PYTHON]
 #   scripts/make_venv.sh .venv-bpy42 requirements-bpy42.txt python3.11
+#   scripts/make_venv.sh .venv-bpy53 requirements-bpy53.txt /root/.pyenv/versions/3.13.0/bin/python
 #
 # A stamp named after the requirements' checksum marks a finished install: an unchanged file
 # reuses the venv at once; a changed one (or an install that was interrupted) rebuilds it from
-# scratch, so no stale package from an older pin survives. Used by `make test` for the bpy 4.2
-# and 4.5 LTS smoke tiers, each in its own venv beside the main .venv.
+# scratch, so no stale package from an older pin survives. Used by `make test` for every bpy tier
+# (requirements-bpy*.txt), each in its own venv beside the main .venv.
 set -euo pipefail
 
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then
@@ -26,8 +27,8 @@ stamp="$venv/.installed-$(cksum < "$requirements" | cut -d' ' -f1)"
 if [ -f "$stamp" ]; then
     exit 0
 fi
-if ! command -v "$python" >/dev/null; then
-    echo "make_venv: Python 3.11 is needed: install it and retry (or pass PYTHON=/path/to/python3.11)" >&2
+if [ -z "$python" ] || ! command -v "$python" >/dev/null; then
+    echo "make_venv: no Python to make $venv with ('$python'): see scripts/find_python.sh" >&2
     exit 2
 fi
 

@@ -139,6 +139,7 @@ def clean_batch(server, photos, tmp_path_factory):
             "features": server.count("POST", "/api/features") - features_before}
 
 
+@pytest.mark.smoke  # one CLI conversion on every bpy tier
 def test_clean_batch_exits_0_with_summary_and_stage_lines(clean_batch):
     proc = clean_batch["proc"]
     assert proc.returncode == 0, proc.stderr
@@ -198,6 +199,7 @@ def test_clean_batch_scene_has_one_collection_per_result_side_by_side(inspected)
     assert abs(colls["1min3d apple"] - colls["1min3d pear"]) > 0.5  # side by side, not stacked
 
 
+@pytest.mark.smoke  # one CLI conversion on every bpy tier
 def test_exported_glb_is_read_back_by_blenders_importer(clean_batch, inspected):
     assert sorted(p.name for p in clean_batch["out"].glob("*.glb")) == ["apple.glb", "pear.glb"]
     for status, vertices in inspected["imported"].values():

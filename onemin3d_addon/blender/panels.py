@@ -160,6 +160,33 @@ class VIEW3D_PT_onemin3d_options(bpy.types.Panel):
             properties.draw_import_options(layout, settings, mode=settings.import_mode)
 
 
+class VIEW3D_PT_onemin3d_relief(bpy.types.Panel):
+    """The active relief's live depth: the same Strength slider on every Blender version."""
+
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "1min3d"
+    bl_label = "Active Relief"
+    bl_parent_id = "VIEW3D_PT_onemin3d_main"
+
+    @classmethod
+    def poll(cls, context: Any) -> bool:
+        from .scene_build import relief_modifier
+
+        obj = getattr(context, "active_object", None)
+        return obj is not None and relief_modifier(obj) is not None
+
+    def draw(self, context: Any) -> None:
+        from .scene_build import relief_strength
+
+        layout: Any = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        slot = relief_strength(context.active_object)
+        if slot is not None:
+            layout.prop(slot.owner, slot.prop, text="Strength")
+
+
 class ONEMIN3D_UL_history(bpy.types.UIList):
     """The journalled jobs, newest first, with a thumbnail of the photo."""
 
@@ -234,6 +261,7 @@ class VIEW3D_PT_onemin3d_history(bpy.types.Panel):
 classes = (
     VIEW3D_PT_onemin3d_main,
     VIEW3D_PT_onemin3d_options,
+    VIEW3D_PT_onemin3d_relief,
     ONEMIN3D_UL_history,
     VIEW3D_PT_onemin3d_history,
 )

@@ -42,6 +42,7 @@ from PIL import Image, ImageOps
 
 from ..core import results
 from ..core.errors import ImportFailed, Onemin3DError, get_logger
+from . import compat
 
 log = get_logger(__name__)
 
@@ -178,7 +179,9 @@ def _id_collection_names() -> tuple[str, ...]:
     for prop in bpy.types.BlendData.bl_rna.properties:
         if prop.type != "COLLECTION" or prop.identifier in {"window_managers", "workspaces", "screens"}:
             continue
-        if _is_id_struct(getattr(prop, "fixed_type", None)):
+        struct: Any = getattr(prop, "fixed_type", None)
+        # 5.3's `bpy.data.all_ids` is typed as the abstract ID: a view over the others, not a kind
+        if _is_id_struct(struct) and struct.identifier != "ID":
             names.append(prop.identifier)
     _ID_COLLECTIONS = tuple(names)
     return _ID_COLLECTIONS
@@ -359,10 +362,7 @@ def _use_relative_paths(requested: bool) -> bool:
 
 def _new_material(name: str, created: _Created) -> Any:
     material: Any = created.add(bpy.data.materials.new(name))
-    if bpy.app.version < (5, 0, 0):
-        # Blender 5.0 deprecates Material.use_nodes: a new material has its node tree already.
-        material.use_nodes = True
-    material.node_tree.nodes.clear()
+    compat.ensure_node_tree(material).nodes.clear()
     return material
 
 
@@ -1084,23 +1084,38 @@ def relief_modifier(obj: bpy.types.Object) -> Any:
     return mod
 
 
-def relief_strength_path(obj: bpy.types.Object) -> tuple[Any, str] | None:
-    """(modifier, property path) for `layout.prop(mod, path, text="Strength")`, or None."""
+def relief_strength(obj: bpy.types.Object) -> compat.ModifierInput | None:
+    """The relief's live Strength input on `obj` (None when `obj` is not a relief of this add-on).
+
+    The one way to read, write or draw the Strength on every Blender version: `.get()`,
+    `.set(value)`, and `layout.prop(slot.owner, slot.prop, text="Strength")`.
+    """
     mod = relief_modifier(obj)
-    return None if mod is None else (mod, f'["{_strength_identifier(mod.node_group)}"]')
+    if mod is None:
+        return None
+    try:
+        return compat.modifier_input(mod, _strength_identifier(mod.node_group))
+    except KeyError:
+        return None
+
+
+def relief_strength_path(obj: bpy.types.Object) -> tuple[Any, str] | None:
+    """(owner, property) for `layout.prop(owner, prop, text="Strength")`, or None."""
+    slot = relief_strength(obj)
+    return None if slot is None else (slot.owner, slot.prop)
 
 
 def get_relief_strength(obj: bpy.types.Object) -> float | None:
-    mod = relief_modifier(obj)
-    return None if mod is None else float(mod[_strength_identifier(mod.node_group)])
+    slot = relief_strength(obj)
+    return None if slot is None else float(slot.get())
 
 
 def set_relief_strength(obj: bpy.types.Object, value: float) -> None:
     """Change the relief depth of an imported relief (a fraction of its width), live."""
-    mod = relief_modifier(obj)
-    if mod is None:
+    slot = relief_strength(obj)
+    if slot is None:
         raise ValueError(f"'{obj.name}' is not a relief made by this add-on")
-    mod[_strength_identifier(mod.node_group)] = float(value)
+    slot.set(float(value))
     obj.update_tag()
 
 
@@ -1194,7 +1209,7 @@ def import_relief(color_image: str | os.PathLike[str], depth_image: str | os.Pat
         obj[KIND_PROPERTY] = "RELIEF"
         mod: Any = obj.modifiers.new(RELIEF_MODIFIER_NAME, "NODES")
         mod.node_group = _relief_node_group(created)
-        mod[_strength_identifier(mod.node_group)] = float(strength)
+        set_relief_strength(obj, strength)
         _place(obj, _alignment(align, created))
         collection.objects.link(obj)
         _select_if_in_view_layer(collection, [obj])

@@ -30,6 +30,8 @@ def id_collections() -> tuple[str, ...]:
         if prop.type != "COLLECTION" or prop.identifier in _NOT_CONTENT:
             continue
         struct = getattr(prop, "fixed_type", None)
+        if getattr(struct, "identifier", None) == "ID":  # 5.3's bpy.data.all_ids: a view, not a kind
+            continue
         while struct is not None and getattr(struct, "identifier", None) != "ID":
             struct = getattr(struct, "base", None)
         if struct is not None:

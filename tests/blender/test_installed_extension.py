@@ -1,4 +1,6 @@
-"""The built linux-x64 zip, installed as users install it, end to end: Pillow from its wheel, a relief, a clean disable and uninstall.
+"""The built linux-x64 zip, installed as users install it, end to end: Pillow from its wheel, a relief whose Strength slider moves it, a GLB and a zipped OBJ result, a clean disable and uninstall.
+
+This is the smoke tier's user path: it runs on every bpy wheel (4.2 to 5.3, Python 3.11 and 3.13).
 
 The extension runs in a child interpreter of this venv (run as `python -I this_file`), so that:
 - its Blender user folders are its own temporary folder (BLENDER_USER_RESOURCES);
@@ -66,10 +68,18 @@ def test_the_installed_zip_generates_a_relief_with_its_own_pillow_and_leaves_not
     # The add-on's own image handling ran on the bundled Pillow.
     assert seen["generate"] == ["FINISHED"], seen
     assert seen["pil_file"] is not None and seen["pil_from_wheel_dir"], seen
-    assert stand_in.count("POST", "/api/features") == 1
     # A relief: a dense mesh whose evaluated surface has height.
     assert seen["relief_vertices"] >= 32 * 32, seen
     assert seen["relief_height"] > 0.0, seen
+    # The Strength slider (the property the panel draws) is live: doubling it doubles the height.
+    assert seen["strength_before"] == pytest.approx(0.15), seen
+    assert seen["panel_polls"] and seen["slider_rna"] in ("id property", "Strength"), seen
+    assert seen["relief_height_doubled"] == pytest.approx(2 * seen["relief_height"], rel=1e-4), seen
+    assert seen["strength_after"] == pytest.approx(0.30), seen
+    # The model results: a GLB and a zipped OBJ, each imported as its own meshes.
+    assert seen["glb"] == ["FINISHED"] and seen["glb_meshes"] >= 1, seen
+    assert seen["zip_obj"] == ["FINISHED"] and seen["zip_obj_meshes"] >= 1, seen
+    assert stand_in.count("POST", "/api/features") == 3
     # Disabled: nothing of the add-on is left in Blender.
     assert "ONEMIN3D_OT_generate" in seen["classes_enabled"], seen
     assert "Scene.onemin3d" in seen["properties_enabled"] and seen["handlers_enabled"], seen
@@ -145,18 +155,57 @@ def _child() -> None:
     seen["pil_file"] = getattr(pil, "__file__", None)
     seen["pil_from_wheel_dir"] = bool(pil and Path(pil.__file__).is_relative_to(wheel_dir))
 
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    best = (0, 0.0)
-    for ob in bpy.context.scene.objects:
-        if ob.type != 'MESH':
-            continue
-        mesh = ob.evaluated_get(depsgraph).to_mesh()
-        co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
-        mesh.vertices.foreach_get("co", co)
-        z = co[2::3]
-        best = max(best, (len(mesh.vertices), float(z.max() - z.min()) if z.size else 0.0))
-        ob.evaluated_get(depsgraph).to_mesh_clear()
-    seen["relief_vertices"], seen["relief_height"] = best
+    def relief() -> tuple[int, float, Any]:
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        best: tuple[int, float, Any] = (0, 0.0, None)
+        for ob in bpy.context.scene.objects:
+            if ob.type != 'MESH':
+                continue
+            mesh = ob.evaluated_get(depsgraph).to_mesh()
+            co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+            mesh.vertices.foreach_get("co", co)
+            z = co[2::3]
+            found = (len(mesh.vertices), float(z.max() - z.min()) if z.size else 0.0, ob)
+            if found[:2] > best[:2]:
+                best = found
+            ob.evaluated_get(depsgraph).to_mesh_clear()
+        return best
+
+    seen["relief_vertices"], seen["relief_height"], obj = relief()
+
+    # The Strength slider, moved the way the UI moves it: through the (owner, property) the
+    # panel's "Active Relief" sub-panel draws, written as Blender's UI writes a slider.
+    scene_build = importlib.import_module(f"{MODULE}.blender.scene_build")
+    panels = importlib.import_module(f"{MODULE}.blender.panels")
+    bpy.context.view_layer.objects.active = obj
+    seen["strength_before"] = scene_build.get_relief_strength(obj)
+
+    with bpy.context.temp_override(active_object=obj, object=obj):
+        seen["panel_polls"] = panels.VIEW3D_PT_onemin3d_relief.poll(bpy.context)
+    owner, prop = scene_build.relief_strength_path(obj)
+    seen["slider_rna"] = owner.bl_rna.properties[prop].name if not prop.startswith('["') else "id property"
+    if prop.startswith('["'):
+        owner[prop[2:-2]] = 0.30          # an ID property (Blender 4.2 to 5.1)
+    else:
+        setattr(owner, prop, 0.30)        # modifier.properties.inputs.<id>.value (5.2 and later)
+    obj.update_tag()
+    seen["strength_after"] = scene_build.get_relief_strength(obj)
+    seen["relief_height_doubled"] = relief()[1]
+
+    # A GLB result, then a zipped OBJ result, switched on the stand-in through its control port.
+    import urllib.request
+
+    def result_kind(kind: str) -> None:
+        req = urllib.request.Request(spec["base_url"] + "/_control/result", method="POST",
+                                     data=json.dumps({"result": kind}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).read()
+
+    for kind, key in (("glb", "glb"), ("zip-obj", "zip_obj")):
+        result_kind(kind)
+        before = {o.name for o in bpy.data.objects}
+        seen[key] = sorted(bpy.ops.onemin3d.generate(filepath=spec["photo"], import_mode="AUTO"))
+        seen[key + "_meshes"] = sum(1 for o in bpy.data.objects if o.name not in before and o.type == 'MESH')
 
     def classes() -> list[str]:
         return sorted(n for n in dir(bpy.types) if "ONEMIN3D" in n.upper())

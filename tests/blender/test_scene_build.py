@@ -231,22 +231,40 @@ def test_strength_is_one_live_modifier_input_that_rescales_the_relief(empty_blen
     sb.set_relief_strength(obj, 0.3)
     co = positions(empty_blend.evaluated_mesh(obj))
     assert co[:, 2].max() - co[:, 2].min() == pytest.approx(0.3 * 4 / 3, rel=1e-5)
+    # the slider the panel draws is bound to (owner, prop): an ID property of the modifier up to
+    # 5.1, `modifier.properties.inputs.<id>.value` from 5.2; both resolve to the same live value
     path = sb.relief_strength_path(obj)
-    assert path is not None and path[0] == mod and path[1].startswith('["')
+    assert path is not None
+    owner, prop = path
+    assert owner.path_resolve(prop) == pytest.approx(0.3)
+    slot = sb.relief_strength(obj)
+    assert slot is not None and (slot.owner, slot.prop) == (owner, prop)
+    slot.set(0.6)
+    co = positions(empty_blend.evaluated_mesh(obj))
+    assert co[:, 2].max() - co[:, 2].min() == pytest.approx(0.6 * 4 / 3, rel=1e-5)
+    assert sb.get_relief_strength(obj) == pytest.approx(0.6)
+    # the scripting door goes through the same helper
+    from onemin3d_addon import api
+
+    api.set_strength(obj, 0.45)
+    assert api.get_strength(obj) == pytest.approx(0.45) and owner.path_resolve(prop) == pytest.approx(0.45)
+    plain = empty_blend.bpy.data.objects.new("not a relief", None)
+    with pytest.raises(ValueError, match="not a relief"):
+        api.get_strength(plain)
 
 
 def test_resolution_is_capped_by_the_depth_maps_pixels_and_follows_portrait_aspect(empty_blend: Blend) -> None:
     depth = blob_depth(empty_blend.tmp / "depth.png", 30, 40)
     obj = relief_of(empty_blend, depth, quadrant_photo(empty_blend.tmp / "photo.png", 300, 400), resolution=512)
     assert len(obj.data.vertices) == 41 * 31
-    extent = positions(obj.data).ptp(axis=0)
+    extent = np.ptp(positions(obj.data), axis=0)
     assert extent[0] == pytest.approx(0.75) and extent[1] == pytest.approx(1.0)
 
 
 def test_pixels_per_unit_sizes_the_relief_and_the_plane_from_the_image(empty_blend: Blend) -> None:
     photo = quadrant_photo(empty_blend.tmp / "photo.png")
     obj = relief_of(empty_blend, blob_depth(empty_blend.tmp / "depth.png"), photo, size_mode="DPBU", factor=100.0)
-    assert positions(obj.data).ptp(axis=0)[:2] == pytest.approx((4.0, 3.0))
+    assert np.ptp(positions(obj.data), axis=0)[:2] == pytest.approx((4.0, 3.0))
     plane = sb.import_result(photo, photo, "PLANE", {"size_mode": "DPBU", "factor": 200.0}).objects[0]
     assert tuple(plane.dimensions)[:2] == pytest.approx((2.0, 1.5))
 
@@ -258,7 +276,7 @@ def test_invert_makes_the_bright_blob_the_lowest_point(empty_blend: Blend) -> No
     inverted = positions(empty_blend.evaluated_mesh(relief_of(empty_blend, depth, photo, invert=True)))
     low = inverted[np.argmin(inverted[:, 2])]
     assert low[0] < 0 and low[1] > 0
-    assert inverted[:, 2].ptp() == pytest.approx(plain[:, 2].ptp(), rel=1e-5)
+    assert np.ptp(inverted[:, 2]) == pytest.approx(np.ptp(plain[:, 2]), rel=1e-5)
     np.testing.assert_allclose(np.sort(inverted[:, 2]), np.sort(plain[:, 2].max() - plain[:, 2]), atol=1e-5)
 
 
@@ -271,7 +289,7 @@ def test_16_bit_and_rgb_depth_maps_give_the_same_relief_as_8_bit(empty_blend: Bl
         z = positions(empty_blend.evaluated_mesh(obj))[:, 2]
         if reference is None:
             reference = z
-        np.testing.assert_allclose(z, reference, atol=0.01 * reference.ptp())
+        np.testing.assert_allclose(z, reference, atol=0.01 * np.ptp(reference))
 
 
 def _roughness(z: np.ndarray, rows: int, cols: int) -> float:
