@@ -75,6 +75,12 @@ test: lint typecheck pytest $(addprefix full-,$(FULL_TIERS)) $(addprefix smoke-,
 dist: $(STAMP)
 	$(PY) scripts/build_extension.py --split-platforms
 
+# The built zip installed into real Blender binaries (Debian 13's 4.3 and unstable's 5.2 LTS, through
+# ../shared/tools/real-blender), one relief each with `blender -b`: not part of `make test` (each
+# Debian root is about 2 GB and 6 minutes to make once).
+real-blender-check: dist
+	scripts/real_blender_check.sh
+
 demo: $(STAMP)
 	@mkdir -p $(BLENDER_USER_RESOURCES)
 	$(PY) scripts/demo.py
