@@ -31,7 +31,8 @@ obj = next(o for o in bpy.context.scene.objects if sb.relief_modifier(o) is not 
 def height() -> tuple[int, float]:
     dg = bpy.context.evaluated_depsgraph_get()
     m = obj.evaluated_get(dg).to_mesh()
-    co = np.empty(len(m.vertices) * 3, np.float32); m.vertices.foreach_get("co", co)
+    co = np.empty(len(m.vertices) * 3, np.float32)
+    m.vertices.foreach_get("co", co)
     obj.evaluated_get(dg).to_mesh_clear()
     return len(co) // 3, float(np.ptp(co[2::3]))
 
