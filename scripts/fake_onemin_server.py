@@ -75,6 +75,11 @@ answer was written). The kill lands at that point of that request whatever the m
 which is what a durability test needs. It returns a `KillSwitch` whose ``fired`` says whether
 it went off; `clear_kills()` disarms those that did not.
 
+**Holds.** `hold(event)` returns a `threading.Event`: until it is set, every request of that
+event is done (a generation made and charged) but not answered. A test can then see a job stay
+in a stage, or two jobs in it at once, by the requests the stand-in received rather than by
+waiting a while. `stop()` ends every hold.
+
 Command line (the first stdout line is ``listening on http://HOST:PORT``)::
 
     python scripts/fake_onemin_server.py --port 8765 --result depth --latency 2 \\
@@ -758,6 +763,7 @@ class FakeOneMinServer:
         self._lock = threading.RLock()
         self._faults: list[Fault] = []
         self._kills: list[KillSwitch] = []
+        self._holds: dict[str, threading.Event] = {}
         self._assets: dict[str, _Asset] = {}
         self._records: dict[str, _Record] = {}
         self._blobs: dict[str, _Blob] = {}     # result/asset key -> stored bytes
@@ -807,6 +813,8 @@ class FakeOneMinServer:
         if httpd is None:
             return
         self._stop.set()
+        for gate in list(self._holds.values()):
+            gate.set()
         httpd.shutdown()
         httpd.server_close()
         httpd.close_connections()
@@ -862,6 +870,22 @@ class FakeOneMinServer:
         with self._lock:
             self._kills.append(switch)
         return switch
+
+    def hold(self, event: str) -> threading.Event:
+        """Hold every `event` request (a stage) before its answer until the returned Event is set."""
+        if event not in STAGES:
+            raise ValueError(f"unknown event {event!r}; known: {' '.join(STAGES)}")
+        gate = threading.Event()
+        with self._lock:
+            self._holds[event] = gate
+        return gate
+
+    def _wait_held(self, stage: str) -> None:
+        gate = self._holds.get(stage)
+        if gate is not None:
+            gate.wait()
+            if self._stop.is_set():
+                raise _Abort
 
     def clear_kills(self) -> list[KillSwitch]:
         """Disarm every kill that has not fired (so a later process reusing the pid is safe); return them."""
@@ -1392,6 +1416,8 @@ class _Handler(BaseHTTPRequestHandler):
         kill = stand_in._kill_due(stage, path) if stage else None
         try:
             reply = self._handle(method, path, url.query, stage, fault)
+            if stage:
+                stand_in._wait_held(stage)
             if kill is not None and kill.when == "before-answer":
                 stand_in._fire(kill, method, path)
                 raise _Abort

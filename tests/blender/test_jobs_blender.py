@@ -1,4 +1,9 @@
-"""Background jobs in Blender: fast submit, short pump ticks, ordered stages, cancel, concurrency, file switch, crash, and no key leaks."""
+"""Background jobs in Blender: submit returns at once, pump ticks never import early, ordered stages, cancel, concurrency, file switch, crash, and no key leaks.
+
+No test here asserts a duration: what must happen first is shown by the stand-in holding a stage
+(`stand_in.hold`), and the speed figures (submit latency, pump ticks, cancel) are measured by
+`python scripts/bench.py ui`, as ratios.
+"""
 
 from __future__ import annotations
 
@@ -33,37 +38,30 @@ def _history_json(folder: Path, job_id: str) -> dict:
     return json.loads((folder / "history" / f"{job_id}.json").read_text(encoding="utf-8"))
 
 
-def _no_worker_threads(timeout: float = 3.0) -> bool:
+def _no_worker_threads(timeout: float = 30.0) -> bool:  # a guard: it returns once they are gone
     deadline = time.monotonic() + timeout
     while worker_threads() and time.monotonic() < deadline:
         time.sleep(0.02)
     return not worker_threads()
 
 
-def test_submit_is_instant_ticks_are_short_and_the_result_is_imported(addon, stand_in, photo, tmp_path):
+def test_submit_returns_before_the_job_runs_and_pump_imports_the_result(addon, stand_in, photo, tmp_path):
     import bpy
 
     from onemin3d_addon import api
 
-    stand_in.latency = 1.0
+    held = stand_in.hold("generate")  # the generation is not answered until the test says so
     objects_before = len(bpy.data.objects)
-    started = time.perf_counter()
     job = api.submit(photo, mode="auto")
-    submit_seconds = time.perf_counter() - started
-    assert submit_seconds < 0.05, f"submit took {submit_seconds * 1000:.1f} ms"
     assert job.state == "queued" and not job.done
 
-    pre_import_ticks: list[float] = []
-    while not job.done:
-        before = job.result
-        start = time.perf_counter()
+    pump_until(lambda: stand_in.count("POST", "/api/features") == 1 and job.stage == "generate")
+    for _ in range(20):  # ticks while the service works: they report, they never import
         api.pump()
-        elapsed = time.perf_counter() - start
-        if before is None and job.result is None:  # a tick that imported is allowed to be long
-            pre_import_ticks.append(elapsed)
-        time.sleep(0.005)
-    assert len(pre_import_ticks) > 50
-    assert max(pre_import_ticks) < 0.005, f"slowest tick before the import: {max(pre_import_ticks) * 1000:.2f} ms"
+        assert job.stage == "generate" and job.result is None and not job.done
+    assert len(bpy.data.objects) == objects_before
+    held.set()
+    pump_until(lambda: job.done)
 
     assert job.state == "imported", job.error_message
     assert job.stages == ["prepare", "upload", "generate", "download", "import"]
@@ -110,26 +108,21 @@ def test_cancel_leaves_no_objects_no_thread_and_is_journalled(addon, stand_in, p
 
     from onemin3d_addon import api
 
-    if stage == "generate":
-        stand_in.latency = 3.0
-    else:
-        stand_in.inject("slow-headers", stage=stage, delay=5.0)
+    # held until the end of the test: only the cancel can end the job
+    stand_in.hold(stage)
     objects_before, meshes_before = len(bpy.data.objects), len(bpy.data.meshes)
     job = api.submit(photo)
     _wait_stage(job, stage)
     if stage == "generate":  # the billed POST has reached the server
         pump_until(lambda: stand_in.count("POST", "/api/features") == 1)
-    cancelled_at = time.monotonic()
     job.cancel()
-    pump_until(lambda: job.done, timeout=5.0)
-    assert time.monotonic() - cancelled_at < 3.0
+    pump_until(lambda: job.done)
     assert job.state == "cancelled"
     assert (len(bpy.data.objects), len(bpy.data.meshes)) == (objects_before, meshes_before)
     assert _no_worker_threads()
     entry = _history_json(tmp_path / "results", job.id)
     assert entry["state"] == "cancelled"
-    time.sleep(0.3)
-    api.pump()
+    api.pump()  # no worker is left to send anything more
     assert stand_in.count("POST", "/api/features") == (0 if stage == "upload" else 1)
 
 
@@ -138,17 +131,17 @@ def test_two_jobs_at_once_both_import(addon, stand_in, tmp_path):
 
     from onemin3d_addon import api
 
-    stand_in.latency = 1.0
+    held = stand_in.hold("generate")
     a = api.submit(make_photo(tmp_path / "a.jpg", seed=1))
     b = api.submit(make_photo(tmp_path / "b.jpg", seed=2))
-    started = time.monotonic()
+    # They overlap: both generations reach the service while neither has been answered.
+    pump_until(lambda: stand_in.count("POST", "/api/features") == 2 and a.stage == b.stage == "generate")
+    assert not (a.done or b.done)
+    held.set()
     pump_until(lambda: a.done and b.done, timeout=30)
     assert (a.state, b.state) == ("imported", "imported")
     assert {ob.name for ob in a.objects}.isdisjoint(ob.name for ob in b.objects)
     assert "1min3d a" in bpy.data.collections and "1min3d b" in bpy.data.collections
-    # They overlapped: the second started generating before the first finished downloading.
-    assert b.entry.times["generate"] < a.entry.times["download"] + 0.5
-    assert time.monotonic() - started < 2 * 1.0 + 3.0
 
 
 def test_parallel_limit_one_runs_jobs_one_after_the_other(addon, stand_in, tmp_path):

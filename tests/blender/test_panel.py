@@ -7,7 +7,6 @@ made on what would appear on screen: labels, buttons, progress bars, lists.
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -139,11 +138,12 @@ def test_running_jobs_show_stage_progress_and_a_cancel_button(addon, stand_in, p
     from onemin3d_addon import api
     from onemin3d_addon.blender import panels
 
-    stand_in.latency = 3.0
+    stand_in.hold("generate")  # the service says nothing until the job is cancelled
     job = api.submit(photo)
-    pump_until(lambda: job.stage == "generate")
-    time.sleep(1.1)
-    api.pump()
+    item = bpy.context.window_manager.onemin3d.jobs
+    # while the service is silent the bar creeps past the stage's start, and the text counts seconds
+    pump_until(lambda: job.stage == "generate" and len(item) == 1 and item[0].progress > 0.2
+               and item[0].status.endswith(" s"))
     layout = draw(panels.VIEW3D_PT_onemin3d_main, bpy.context)
     (bar_args, bar) = layout.named("progress")[0]
     assert 0.2 < bar["factor"] < 0.75
