@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 export BLENDER_USER_RESOURCES ?= $(CURDIR)/build/blender-user
 
-.PHONY: test lint typecheck typecheck-latest pytest demo dist clean venv tiers
+.PHONY: test lint typecheck typecheck-latest pytest demo dist clean venv tiers real-blender-check
 # Every supported Blender gets a tier of its own venv (requirements-<tier>.txt), made by `make test`:
 # the main .venv (bpy 5.0.1, Python 3.11) and bpy53 (5.3.0, Python 3.13) run the whole suite; the
 # other wheels run the smoke tier (`pytest -m smoke`), which proves what a user does on that version.

@@ -135,3 +135,33 @@ def test_the_check_catches_a_stale_copy(tmp_path: Path) -> None:
     assert any("README.md" in f and "1.9.0" in f for f in found)
     assert any("bl_info" in f for f in found)
     assert any("pyproject.toml" in f for f in found)
+
+
+# --- the supported Blender versions: manifest, README table and test tiers agree --------------------
+
+
+def _tier_pins() -> dict[str, str]:
+    """bpy version per requirements file that pins one (requirements.txt is the main tier)."""
+    pins = {}
+    for req in sorted(ROOT.glob("requirements*.txt")):
+        m = re.search(r"(?m)^bpy==([0-9.]+)", req.read_text(encoding="utf-8"))
+        if m:
+            pins[req.name] = m.group(1)
+    return pins
+
+
+def test_the_readme_table_the_manifest_and_the_test_tiers_name_the_same_blender_versions() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    manifest = tomllib.loads(MANIFEST.read_text(encoding="utf-8"))
+    low = manifest["blender_version_min"]
+    assert f'`blender_version_min = "{low}"`' in readme
+    assert f"**{low.rsplit('.', 1)[0]} LTS to " in readme
+    # every bpy wheel a tier tests is a row of the table, and every wheel row is a tier
+    rows = set(re.findall(r"(?m)^\| [0-9.]+(?: LTS)? \(bpy ([0-9.]+)\) \|", readme))
+    assert rows == set(_tier_pins().values())
+    # and the Makefile runs each of them
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    tiers = set(re.findall(r"(?m)^(?:FULL|SMOKE)_TIERS \?= (.*)$", makefile))
+    named = {t for line in tiers for t in line.split()}
+    assert {f"requirements-{t}.txt" for t in named} | {"requirements.txt"} == set(_tier_pins())
+    assert all(tuple(map(int, v.split("."))) >= tuple(map(int, low.split("."))) for v in _tier_pins().values())
