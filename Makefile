@@ -70,7 +70,7 @@ full-%: tier-venv-%
 # every tier's venv, installed up front (a cold machine downloads each bpy wheel once)
 tiers: $(STAMP) $(addprefix tier-venv-,$(FULL_TIERS) $(SMOKE_TIERS))
 
-test: lint typecheck pytest $(addprefix full-,$(FULL_TIERS)) $(addprefix smoke-,$(SMOKE_TIERS))
+test: lint typecheck typecheck-latest pytest $(addprefix full-,$(FULL_TIERS)) $(addprefix smoke-,$(SMOKE_TIERS))
 
 dist: $(STAMP)
 	$(PY) scripts/build_extension.py --split-platforms

@@ -471,13 +471,13 @@ classes = (
 def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
-    bpy.types.TOPBAR_MT_file_import.append(menu_file_import)
-    bpy.types.IMAGE_MT_image.append(menu_image_editor)
+    bpy.types.TOPBAR_MT_file_import.append(menu_file_import)  # type: ignore[arg-type, unused-ignore]  # stub: Callable[[Context], None]
+    bpy.types.IMAGE_MT_image.append(menu_image_editor)  # type: ignore[arg-type, unused-ignore]  # stub: Callable[[Context], None]
 
 
 def unregister() -> None:
-    bpy.types.IMAGE_MT_image.remove(menu_image_editor)
-    bpy.types.TOPBAR_MT_file_import.remove(menu_file_import)
+    bpy.types.IMAGE_MT_image.remove(menu_image_editor)  # type: ignore[arg-type, unused-ignore]  # stub: Callable[[Context], None]
+    bpy.types.TOPBAR_MT_file_import.remove(menu_file_import)  # type: ignore[arg-type, unused-ignore]  # stub: Callable[[Context], None]
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)
 

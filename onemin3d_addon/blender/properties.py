@@ -252,9 +252,9 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     # One pointer per ID type (the stubs know neither attribute, nor that PointerProperty returns).
-    bpy.types.Scene.onemin3d = PointerProperty(  # type: ignore[attr-defined, func-returns-value]
+    bpy.types.Scene.onemin3d = PointerProperty(  # type: ignore[attr-defined, func-returns-value, unused-ignore]
         type=OneMin3DSceneSettings)
-    bpy.types.WindowManager.onemin3d = PointerProperty(  # type: ignore[attr-defined, func-returns-value]
+    bpy.types.WindowManager.onemin3d = PointerProperty(  # type: ignore[attr-defined, func-returns-value, unused-ignore]
         type=OneMin3DWindowState)
 
 

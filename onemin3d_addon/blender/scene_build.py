@@ -926,7 +926,7 @@ def _grid_builder_group(rows: int, cols: int, width: float, height: float, creat
     fresh pages in on every core; a layer added from Python does so on one (2.3× slower for
     the 134 MB UV map of a 2049² grid).
     """
-    group: Any = created.add(bpy.data.node_groups.new(".1min3d grid builder", "GeometryNodeTree"))  # type: ignore[arg-type]
+    group: Any = created.add(bpy.data.node_groups.new(".1min3d grid builder", "GeometryNodeTree"))  # type: ignore[arg-type, unused-ignore]
     group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     nodes: Any = group.nodes
     links: Any = group.links
@@ -1014,12 +1014,12 @@ def _grid_heights_and_uv(mesh: bpy.types.Mesh, heights: Array, width: float, hei
     if layout == "row-major":
         return np.ascontiguousarray(heights).reshape(-1), quad_grid_uv(rows, cols, orientation)
     attrs: Any = mesh.attributes
-    co = np.empty(len(mesh.vertices) * 3, np.float32)
-    attrs["position"].data.foreach_get("vector", co)
-    co = co.reshape(-1, 3)
+    flat = np.empty(len(mesh.vertices) * 3, np.float32)
+    attrs["position"].data.foreach_get("vector", flat)
+    co = flat.reshape(-1, 3)
     s = (co[:, 0] + np.float32(width / 2)) / np.float32(width)
     t = (co[:, 1] + np.float32(height / 2)) / np.float32(height)
-    del co
+    del co, flat
     i = np.rint(s * (cols - 1)).astype(np.intp).clip(0, cols - 1)
     j = np.rint(t * (rows - 1)).astype(np.intp).clip(0, rows - 1)
     ordered = np.ascontiguousarray(heights[j, i], np.float32)
@@ -1037,7 +1037,7 @@ def _relief_node_group(created: _Created) -> Any:
         if existing.get("onemin3d_relief_version") == _RELIEF_GROUP_VERSION and \
                 existing.bl_idname == "GeometryNodeTree":
             return existing
-    group: Any = created.add(bpy.data.node_groups.new(RELIEF_NODE_GROUP_NAME, "GeometryNodeTree"))  # type: ignore[arg-type]
+    group: Any = created.add(bpy.data.node_groups.new(RELIEF_NODE_GROUP_NAME, "GeometryNodeTree"))  # type: ignore[arg-type, unused-ignore]
     group["onemin3d_relief_version"] = _RELIEF_GROUP_VERSION
     iface = group.interface
     iface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
@@ -1372,7 +1372,7 @@ def _fit_to_cursor(objects: list[bpy.types.Object], world: dict[int, Matrix], ta
     extent = float((hi - lo).max())
     scale = target_size / extent if extent > 1e-12 else 1.0
     anchor = Vector(((lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0, lo[2]))
-    fit = Matrix.Translation(_cursor_location()) @ Matrix.Scale(scale, 4) @ Matrix.Translation(-anchor)
+    fit = Matrix.Translation(_cursor_location().to_tuple()) @ Matrix.Scale(scale, 4) @ Matrix.Translation((-anchor).to_tuple())
     members = {o.session_uid for o in objects}
     for obj in objects:
         if obj.parent is None or obj.parent.session_uid not in members:
