@@ -8,7 +8,7 @@ twice. The poll stage runs in asynchronous mode (there is no poll otherwise); th
 default synchronous mode. Persistent faults (`times=-1`) must fail the job with a clear message;
 a single transient fault where the retry policy allows a retry must be absorbed.
 
-The module writes build/reliability/fault_matrix.json (cells tried and held), quoted in
+The module writes fault_matrix.json (cells tried and held) in a temporary folder, quoted in
 docs/RELIABILITY.md.
 """
 
@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 from fake_onemin_server import FakeOneMinServer
 from reliability_harness import (
-    ROOT,
     ThreadBaseline,
     assert_unchanged,
     datablock_names,
@@ -36,7 +35,6 @@ from reliability_harness import (
 )
 
 STAGES = ("upload", "generate", "poll", "download")
-SUMMARY = ROOT / "build" / "reliability" / "fault_matrix.json"
 ALWAYS = -1  # times=-1: the fault stays until cleared
 
 
@@ -134,14 +132,13 @@ _records: list[dict[str, Any]] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _summary() -> Any:
-    """Write the cells tried and held to build/reliability/fault_matrix.json when the module ends."""
+def _summary(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Write the cells tried and held to fault_matrix.json in a temporary folder when the module ends."""
     _records.clear()
     started = time.monotonic()
     yield
-    SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     held = sum(r["held"] for r in _records)
-    SUMMARY.write_text(json.dumps({
+    (tmp_path_factory.mktemp("reliability") / "fault_matrix.json").write_text(json.dumps({
         "cells_defined": len(CELLS), "cells_tried": len(_records), "cells_held": held,
         "faults": len({r["fault"] for r in _records}), "seconds": round(time.monotonic() - started, 1),
         "cells": _records,

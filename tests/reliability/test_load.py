@@ -2,8 +2,9 @@
 
 Every job ends exactly once; every success is imported (its own collection and object), every
 failure carries a user message; worker threads go back to the baseline; the process's RSS, once
-the scene is cleared, stays within 50 MB of where it was after a warm-up; the main-thread pump
-tick stays under 5 ms (p99) outside the ticks that import a result.
+the scene is cleared, stays within 50 MB of where it was after a warm-up. The main-thread pump
+ticks are recorded, not asserted: their speed is measured by `python scripts/bench.py ui`, as a
+ratio (tests assert no durations).
 
 Faults are injected one at a time (the next is queued only once the previous one was consumed),
 so each one lands on exactly one request of exactly one job, and the number of failed jobs must
@@ -16,7 +17,7 @@ otherwise fragment this process's heap by a few hundred MB and drown the add-on'
 The 170 requests/minute budget (core.ratelimit) is turned off for the run, as for any local
 stand-in: 600-odd API calls would otherwise take four minutes by design.
 
-The figures are printed (pytest -s) and written to build/reliability/load.json for
+The figures are printed (pytest -s) and written to load.json in the test's temporary folder, for
 docs/RELIABILITY.md.
 """
 
@@ -143,7 +144,7 @@ def _our_threads() -> list[str]:
                   if t.is_alive() and not t.name.startswith("onemin-stand-in"))
 
 
-def _settle_threads(baseline: list[str], timeout: float = 5.0) -> list[str]:
+def _settle_threads(baseline: list[str], timeout: float = 30.0) -> list[str]:  # a guard: returns once settled
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         now = _our_threads()
@@ -328,12 +329,9 @@ def test_200_jobs_with_random_faults_end_once_import_or_report_and_leave_nothing
         "threads_baseline": len(baseline_threads), "threads_after": len(threads_after),
         "failure_messages": sorted({j.error_message for j in failed}),
     }
-    out = ROOT / "build" / "reliability"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "load.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    (tmp_path / "load.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
     print("\nload figures:", json.dumps(figures, indent=1))
 
     assert growth < 50 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB"
     if rss_trimmed is not None:  # a real leak survives the trim; the allocator's slack does not
         assert rss_trimmed - rss_before < 20 * 2**20, f"{(rss_trimmed - rss_before) / 2**20:.1f} MB still in use"
-    assert p99 < 0.005, f"pump tick p99 {p99 * 1000:.2f} ms (p50 {p50 * 1000:.2f} ms, max {worst * 1000:.2f} ms)"
