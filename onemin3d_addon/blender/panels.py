@@ -7,13 +7,13 @@ collection, created in register() and removed in unregister().
 
 from __future__ import annotations
 
+import functools
 import os
-import textwrap
+import re
 from typing import Any
 
 import bpy
 
-from ..core.errors import ONLINE_ACCESS_PATH, PREFS_PATH
 from . import preferences, properties
 from .operators import PANEL_CONTEXT_MEMBER
 
@@ -53,30 +53,113 @@ def thumbnail_icon(item: Any) -> int:
     return 0
 
 
-def _wrapped(layout: Any, text: str, *, icon: str = 'NONE', width: int = 48) -> None:
-    """Draw `text` over several labels: a panel label does not wrap by itself."""
+#: The default sidebar width at 1x scale, for a draw without a region (scripts, tests).
+DEFAULT_REGION_WIDTH = 220
+#: What a label's text does not get of its region's width at 1x scale: the category tabs, the
+#: panel's and a box's margins, the icon and its gap (measured on Blender 4.3 and 5.2's sidebar).
+_LABEL_CHROME = 66
+#: Breaks a word that is wider than a line on its own (a long file name or URL).
+_HARD_BREAK = re.compile(r"(?<=[/\\_.\-])")
+
+
+def ui_scale(context: Any) -> float:
+    """The interface's scale factor (UI scale times the display's DPI); 1 without a window."""
+    prefs = getattr(context, "preferences", None)
+    scale = float(getattr(getattr(prefs, "system", None), "ui_scale", 0.0) or 0.0)
+    if scale <= 0.0:  # no window (blender -b): the user's UI scale alone
+        scale = float(getattr(getattr(prefs, "view", None), "ui_scale", 1.0) or 1.0)
+    return scale
+
+
+def text_width(context: Any, *, indent: float = 0.0, region_width: int = DEFAULT_REGION_WIDTH
+               ) -> tuple[float, float]:
+    """(pixels a label's text may take, the label font's size in pixels) in this region;
+    `region_width` (at 1x scale) stands in for a region when there is none."""
+    scale = ui_scale(context)
+    region = getattr(context, "region", None)
+    width = float(region.width) if region is not None and region.width > 1 else region_width * scale
+    prefs = getattr(context, "preferences", None)
+    styles = getattr(prefs, "ui_styles", None)
+    points = float(styles[0].widget.points) if styles else 11.0
+    return max(width - (_LABEL_CHROME + indent) * scale, 40.0 * scale), points * scale
+
+
+@functools.lru_cache(maxsize=512)
+def wrap_text(text: str, width: float, size: float) -> tuple[str, ...]:
+    """`text` in lines no wider than `width` pixels in Blender's UI font at `size` pixels."""
+    import blf
+
+    font: Any = blf  # fake-bpy-module types blf.dimensions as returning None
+    font.size(0, size)
+
+    def fits(line: str) -> bool:
+        return bool(font.dimensions(0, line)[0] <= width)
+
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        line = ""
+        for word in paragraph.split():
+            candidate = f"{line} {word}" if line else word
+            if fits(candidate):
+                line = candidate
+                continue
+            if line:
+                lines.append(line)
+            line = word
+            if fits(word):
+                continue
+            # wider than a line on its own: break it after / _ . - where it can, else anywhere
+            line = ""
+            for piece in _HARD_BREAK.split(word):
+                if fits(line + piece):
+                    line += piece
+                    continue
+                if line:
+                    lines.append(line)
+                while not fits(piece):
+                    cut = next((i for i in range(len(piece) - 1, 1, -1) if fits(piece[:i])), 1)
+                    lines.append(piece[:cut])
+                    piece = piece[cut:]
+                line = piece
+        lines.append(line)
+    return tuple(lines)
+
+
+def wrapped(layout: Any, context: Any, text: str, *, icon: str = 'NONE', indent: float = 0.0,
+            region_width: int = DEFAULT_REGION_WIDTH) -> None:
+    """Draw `text` over as many labels as the region's width needs (a label never wraps by itself,
+    it cuts its middle out), the icon on the first; `indent`: extra margin at 1x scale."""
     col = layout.column(align=True)
-    for i, line in enumerate(textwrap.wrap(text, width) or [""]):
+    for i, line in enumerate(wrap_text(text, *text_width(context, indent=indent, region_width=region_width))):
         col.label(text=line, icon=icon if i == 0 else 'BLANK1')
 
 
 def draw_access_status(layout: Any, context: Any) -> bool:
-    """Say where the key comes from and whether anything can be sent; True when all is well."""
+    """Say where the key comes from and whether anything can be sent, each with the button that
+    fixes it; True when all is well."""
     source = preferences.api_key_source(context)
     ok = True
     if not source:
         box = layout.box()
         box.alert = True
-        _wrapped(box, f"No API key. Set it in {PREFS_PATH}, or in {preferences.ENV_API_KEY}.", icon='ERROR')
+        wrapped(box, context, f"No API key: paste yours in the preferences, or set {preferences.ENV_API_KEY}.",
+                icon='ERROR')
         op = box.operator("preferences.addon_show", text="Open Add-on Preferences", icon='PREFERENCES')
         op.module = preferences.ADDON_ID
         ok = False
     elif source == "environment":
-        layout.label(text=f"Using the API key from {preferences.ENV_API_KEY}", icon='INFO')
+        wrapped(layout, context, f"Using the API key from {preferences.ENV_API_KEY}.", icon='INFO', indent=-12)
     if not preferences.online_access():
         box = layout.box()
         box.alert = True
-        _wrapped(box, f"Online access is off: turn on {ONLINE_ACCESS_PATH}.", icon='ERROR')
+        if getattr(bpy.app, "online_access_override", False):
+            # --offline-mode: the preference cannot turn it on until Blender is restarted
+            wrapped(box, context, "Online access is off: Blender was started with --offline-mode.", icon='ERROR')
+        else:
+            wrapped(box, context, "Online access is off, so nothing can be sent.", icon='ERROR')
+            # As Blender's Extensions panel does: Preferences › System, where Network is.
+            op = box.operator("screen.userpref_show", text="Allow Online Access…", icon='PREFERENCES')
+            op.section = 'SYSTEM'
         ok = False
     return ok
 
@@ -139,7 +222,7 @@ class VIEW3D_PT_onemin3d_main(bpy.types.Panel):
         if state.last_error:
             box = layout.box()
             box.alert = True
-            _wrapped(box, state.last_error, icon='ERROR')
+            wrapped(box, context, state.last_error, icon='ERROR')
 
         if state.credits_left >= 0:
             layout.label(text=f"Credits left: {state.credits_left:,}", icon='FUND')
@@ -224,7 +307,7 @@ class VIEW3D_PT_onemin3d_history(bpy.types.Panel):
         if state is None:
             return
         if not len(state.history):
-            layout.label(text="No jobs yet: results are listed here, and kept on disk.", icon='INFO')
+            wrapped(layout, context, "No jobs yet: each result is kept here.", icon='INFO', indent=-12)
             layout.operator("onemin3d.open_result_folder", icon='FILE_FOLDER')
             return
         row = layout.row()
@@ -241,21 +324,20 @@ class VIEW3D_PT_onemin3d_history(bpy.types.Panel):
         box = layout.box()
         col = box.column(align=True)
         label, icon = STATE_LABELS.get(item.state, (item.state.capitalize(), 'QUESTION'))
-        col.label(text=f"{item.name}: {label}", icon=icon)
+        wrapped(col, context, f"{item.name}: {label}", icon=icon)
         if item.other_file:
             made_for = bpy.path.basename(item.blend_file) or "an unsaved file"
-            _wrapped(col, f"Made for {made_for}, so it was not imported here. Re-import it to use it "
-                          "in this file.", icon='FILE_BLEND')
+            wrapped(col, context, f"Made for {made_for}: Re-import brings it into this file.", icon='FILE_BLEND')
         if item.error:
-            _wrapped(col, item.error, icon='ERROR')
+            wrapped(col, context, item.error, icon='ERROR')
         if item.result_file:
             if item.result_exists:
-                col.label(text=f"Result: {bpy.path.basename(item.result_file)} ({item.result_kind})",
-                          icon='FILE')
+                wrapped(col, context, f"Result: {bpy.path.basename(item.result_file)} ({item.result_kind})",
+                        icon='FILE')
             else:
-                col.label(text="The result file is missing from disk.", icon='ERROR')
+                wrapped(col, context, "The result file is missing from disk.", icon='ERROR')
         if item.credits_left >= 0:
-            col.label(text=f"Credits left then: {item.credits_left:,}")
+            col.label(text=f"Credits left then: {item.credits_left:,}", icon='BLANK1')
 
 
 classes = (

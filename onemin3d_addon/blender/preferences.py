@@ -135,10 +135,19 @@ class OneMin3DPreferences(bpy.types.AddonPreferences):
     )
 
     def draw(self, context: Any) -> None:
+        from functools import partial
+
+        from . import panels  # panels imports this module
+
+        # The preferences' region, or a window of their default size when there is none (a script).
+        wrapped = partial(panels.wrapped, region_width=700)
+
         layout: Any = self.layout
         layout.use_property_split = True
         layout.use_property_decorate = False
         state = properties.window_state(context)
+        # The add-on's box in the list of add-ons is narrower than the region by this much (1x scale).
+        indent = 60
 
         col = layout.column(heading="1min.ai")
         row = col.row(align=True)
@@ -146,18 +155,25 @@ class OneMin3DPreferences(bpy.types.AddonPreferences):
         row.operator("onemin3d.check_key", text="", icon='CHECKMARK')
         if not self.api_key:
             if os.environ.get(ENV_API_KEY, "").strip():
-                col.label(text=f"Using the key from the {ENV_API_KEY} environment variable", icon='INFO')
+                wrapped(col, context, f"Using the key from the {ENV_API_KEY} environment variable",
+                        icon='INFO', indent=indent)
             else:
-                col.label(text=f"No key: paste it above, or set {ENV_API_KEY}", icon='ERROR')
+                wrapped(col, context, f"No key: paste it above, or set {ENV_API_KEY}", icon='ERROR', indent=indent)
         if state is not None and state.key_message:
             icon: Any = {'VALID': 'CHECKMARK', 'INVALID': 'ERROR', 'CHECKING': 'SORTTIME'}.get(state.key_status, 'INFO')
-            col.label(text=state.key_message, icon=icon)
+            wrapped(col, context, state.key_message, icon=icon, indent=indent)
         col.prop(self, "base_url")
         env_url = os.environ.get(ENV_BASE_URL, "").strip()
         if env_url:
-            col.label(text=f"{ENV_BASE_URL} overrides it: {env_url}", icon='INFO')
+            wrapped(col, context, f"{ENV_BASE_URL} overrides it: {env_url}", icon='INFO', indent=indent)
         if not online_access():
-            col.label(text=f"Online access is off: turn on {ONLINE_ACCESS_PATH}", icon='ERROR')
+            box = col.box()
+            box.alert = True
+            wrapped(box, context, "Online access is off, so nothing can be sent.", icon='ERROR', indent=indent)
+            if not getattr(bpy.app, "online_access_override", False):
+                box.operator("screen.userpref_show", text="Allow Online Access…", icon='PREFERENCES').section = 'SYSTEM'
+            else:
+                wrapped(box, context, "Blender was started with --offline-mode.", indent=indent)
 
         col = layout.column(heading="Requests")
         col.prop(self, "request_mode", expand=False)

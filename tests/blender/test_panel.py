@@ -1,8 +1,10 @@
 """The sidebar panel, history list and preferences draw what the user needs in each state.
 
-The bpy wheel has no UI, so draw() is run against a recording stand-in for UILayout (the
-only stand-in in the suite): every call is recorded with its arguments, and assertions are
-made on what would appear on screen: labels, buttons, progress bars, lists.
+The bpy wheel has no UI, so draw() is run against `StrictLayout` (tests/blender/strict_layout.py,
+the only stand-in in the suite): each call is checked against UILayout's RNA as Blender would
+(function, keywords, icons and enum values, the property on its owner, operator ids) and
+recorded, and assertions are made on what would appear on screen: labels, buttons, progress
+bars, lists. Real windows are the UI tier's (`make ui-test`).
 """
 
 from __future__ import annotations
@@ -11,72 +13,22 @@ from types import SimpleNamespace
 from typing import Any
 
 import addon_harness
+import pytest
 from addon_harness import pump_until, set_online
+from strict_layout import StrictLayout
+
+# cheap (about 3 s), and what it checks differs per Blender version: every bpy tier runs it
+pytestmark = pytest.mark.smoke
 
 # fixtures
 addon = addon_harness.addon
 blender = addon_harness.blender
 photo = addon_harness.photo
 
-_CONTAINERS = frozenset({"row", "column", "box", "split", "column_flow", "grid_flow", "panel_prop"})
-
-
-class OperatorProperties:
-    """What layout.operator() returns: records the properties the panel sets on the button."""
-
-    def __init__(self) -> None:
-        object.__setattr__(self, "values", {})
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self.values[name] = value
-
-
-class RecordingLayout:
-    """Records UILayout calls into one shared list; containers return nested recorders."""
-
-    def __init__(self, calls: list[tuple[str, tuple, dict, Any]] | None = None, depth: int = 0) -> None:
-        self.calls = [] if calls is None else calls
-        self.depth = depth
-        self.use_property_split = False
-        self.use_property_decorate = True
-        self.enabled = True
-        self.alert = False
-        self.scale_y = 1.0
-        self.alignment = 'EXPAND'
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result: Any = None
-            if name in _CONTAINERS:
-                result = RecordingLayout(self.calls, self.depth + 1)
-            elif name == "operator":
-                result = OperatorProperties()
-            self.calls.append((name, args, kwargs, result))
-            return result
-
-        return call
-
-    # what a user would see
-    def labels(self) -> list[str]:
-        return [kw.get("text", "") for name, _a, kw, _r in self.calls if name == "label"]
-
-    def text(self) -> str:
-        return "\n".join(self.labels())
-
-    def operators(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(args[0], result.values) for name, args, _kw, result in self.calls if name == "operator"]
-
-    def named(self, name: str) -> list[tuple[tuple, dict]]:
-        return [(args, kw) for n, args, kw, _r in self.calls if n == name]
-
-
 class WithLayout:
     """`self` for a draw() whose owner holds data (AddonPreferences): its attributes, our layout."""
 
-    def __init__(self, target: Any, layout: RecordingLayout) -> None:
+    def __init__(self, target: Any, layout: StrictLayout) -> None:
         self._target = target
         self.layout = layout
 
@@ -84,8 +36,8 @@ class WithLayout:
         return getattr(self._target, name)
 
 
-def draw(panel_cls: Any, context: Any) -> RecordingLayout:
-    layout = RecordingLayout()
+def draw(panel_cls: Any, context: Any) -> StrictLayout:
+    layout = StrictLayout()
     panel_cls.draw(SimpleNamespace(layout=layout), context)
     return layout
 
@@ -129,7 +81,9 @@ def test_panel_says_where_the_key_comes_from_and_what_is_missing(addon, monkeypa
 
     set_online(False)
     layout = draw(panels.VIEW3D_PT_onemin3d_main, bpy.context)
-    assert "Online access is off" in layout.text() and "Allow Online" in layout.text()
+    assert "Online access is off" in layout.text()
+    # the button opens Preferences › System, where Network is, as Blender's Extensions panel does
+    assert ("screen.userpref_show", {"section": 'SYSTEM'}) in layout.operators()
 
 
 def test_running_jobs_show_stage_progress_and_a_cancel_button(addon, stand_in, photo):
@@ -191,7 +145,7 @@ def test_history_lists_results_with_thumbnails_reimport_and_remove(addon, stand_
     assert any("dress: Imported" in label for label in layout.labels())
 
     state = bpy.context.window_manager.onemin3d
-    row = RecordingLayout()
+    row = StrictLayout()
     ui_list = SimpleNamespace(layout_type='DEFAULT')
     panels.ONEMIN3D_UL_history.draw_item(ui_list, bpy.context, row, state, state.history[0], 0, state,
                                          "history_index", 0)
@@ -205,7 +159,7 @@ def test_history_lists_results_with_thumbnails_reimport_and_remove(addon, stand_
 def test_preferences_draw_every_setting(addon, monkeypatch):
     import bpy
 
-    layout = RecordingLayout()
+    layout = StrictLayout()
     type(addon).draw(WithLayout(addon, layout), bpy.context)
     drawn = {args[1] for args, _kw in layout.named("prop")}
     assert {"api_key", "base_url", "request_mode", "connect_timeout", "generate_timeout", "read_timeout",
@@ -214,7 +168,84 @@ def test_preferences_draw_every_setting(addon, monkeypatch):
     monkeypatch.setenv("ONEMIN_API_BASE_URL", "http://gateway.example")
     addon.api_key = ""
     monkeypatch.setenv("ONEMIN_API_KEY", "env-key-0123456789")
-    layout = RecordingLayout()
+    layout = StrictLayout()
     type(addon).draw(WithLayout(addon, layout), bpy.context)
     assert "ONEMIN_API_BASE_URL overrides it: http://gateway.example" in layout.text()
     assert "Using the key from the ONEMIN_API_KEY environment variable" in layout.text()
+
+
+class _Prefs:
+    """`context.preferences` as a window at UI scale `scale` sees it."""
+
+    def __init__(self, scale: float) -> None:
+        import bpy
+
+        self._prefs = bpy.context.preferences
+        self.system = SimpleNamespace(ui_scale=scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._prefs, name)
+
+
+class SidebarContext:
+    """bpy.context as a panel in the sidebar sees it: a region of the default width at `scale`."""
+
+    def __init__(self, scale: float, width: int | None = None) -> None:
+        from onemin3d_addon.blender import panels
+
+        self.region = SimpleNamespace(width=int((width or panels.DEFAULT_REGION_WIDTH) * scale))
+        self.preferences = _Prefs(scale)
+
+    def __getattr__(self, name: str) -> Any:
+        import bpy
+
+        return getattr(bpy.context, name)
+
+
+def _too_wide(layout: StrictLayout, context: Any) -> list[str]:
+    """The labels whose text is wider than the region leaves it (measured in Blender's UI font)."""
+    import blf
+
+    from onemin3d_addon.blender import panels
+
+    width, size = panels.text_width(context)
+    blf.size(0, size)
+    return [text for text in layout.labels() if blf.dimensions(0, text)[0] > width]
+
+
+def test_every_message_fits_the_default_sidebar_at_1x_and_2x(addon, stand_in, photo, monkeypatch):
+    from onemin3d_addon import api
+    from onemin3d_addon.blender import panels
+
+    stand_in.inject("401", stage="generate")  # the longest message there is: the key refused
+    job = api.submit(photo)
+    pump_until(lambda: job.done)
+    assert job.state == "failed"
+    addon.api_key = ""
+    set_online(False)
+    seen: dict[str, str] = {}
+    for scale in (1.0, 2.0):
+        context = SidebarContext(scale)
+        for panel in (panels.VIEW3D_PT_onemin3d_main, panels.VIEW3D_PT_onemin3d_history,
+                      panels.VIEW3D_PT_onemin3d_options):
+            layout = StrictLayout()
+            panel.draw(SimpleNamespace(layout=layout), context)
+            assert not _too_wide(layout, context), (panel.__name__, scale)
+            seen[f"{panel.__name__}@{scale}"] = layout.text()
+        monkeypatch.setenv("ONEMIN_API_KEY", "env-key-0123456789")
+        layout = draw(panels.VIEW3D_PT_onemin3d_main, context)
+        assert not _too_wide(layout, context)
+        monkeypatch.delenv("ONEMIN_API_KEY")
+    main = seen["VIEW3D_PT_onemin3d_main@1.0"]
+    assert "No API key" in main and "Online access is off" in main and "1min.ai rejected the API key" in main
+    assert "rejected the API key" in seen["VIEW3D_PT_onemin3d_history@1.0"]  # the job's details
+    # at 2x: the same words, in twice the pixels, none cut
+    assert seen["VIEW3D_PT_onemin3d_main@1.0"] == seen["VIEW3D_PT_onemin3d_main@2.0"]
+
+
+def test_a_long_file_name_is_broken_where_it_can_be():
+    from onemin3d_addon.blender import panels
+
+    lines = panels.wrap_text("Result: 0123456789abcdef0123456789abcdef_3d_generated_result.png (png)", 150, 11)
+    assert len(lines) > 2 and "".join(lines).replace(" ", "") == \
+        "Result:0123456789abcdef0123456789abcdef_3d_generated_result.png(png)"
