@@ -75,12 +75,17 @@ def submit(image: Any, *, mode: str = "auto", api_key: str | None = None, base_u
 
     `options` are the import options (resolution, strength, invert, smooth, solid, size_mode,
     height, factor, shader, use_alpha, interpolation, relative, align, target_size) and these
-    job settings: use_async, result_dir, parallel, import_result (False: download only), name,
-    scene, timeouts (core.client.Timeouts), retry (core.client.RetryPolicy), max_side,
-    allow_upscale, poll_interval, poll_deadline, proxy, ca_bundle, max_download_bytes, resume (a
-    core.pipeline.Checkpoint an earlier run left: a result file, or a generation's uuid; nothing
-    is paid twice), metadata (a JSON-able dict journalled with the history entry). Raises OfflineError when online access is off, and
-    Onemin3DError when there is no key: nothing is sent then.
+    job settings: use_async (default: the preferences' Request Mode, Asynchronous unless changed:
+    start the generation, then poll, so a cancelled or interrupted job keeps its uuid and is
+    fetched later, free; False: one long synchronous request), result_dir, parallel,
+    import_result (False: download only), name, scene, timeouts (core.client.Timeouts), retry
+    (core.client.RetryPolicy), max_side, allow_upscale, poll_interval (the first wait between
+    polls; it grows ×1.5 up to 10 s), poll_deadline, proxy, ca_bundle, max_download_bytes, resume
+    (a core.pipeline.Checkpoint an earlier run left: a result file, or a generation's uuid;
+    nothing is paid twice: a generation that was sent but never answered is refused with
+    UnansweredGeneration), metadata (a JSON-able dict journalled with the history entry).
+    Raises OfflineError when online access is off, and Onemin3DError when there is no key:
+    nothing is sent then.
     """
     unknown = set(options) - set(properties.OPTION_NAMES) - _JOB_KEYWORDS
     if unknown:

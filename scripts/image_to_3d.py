@@ -13,9 +13,16 @@ This script adds only what a batch needs on top: inputs, per-image .blend files 
 scene, exports, preview renders, --resume lookups, progress lines and the JSON report.
 Requests are paced by the add-on's client (`core.ratelimit`), under 1min.ai's 180 a minute.
 
+Generations are asynchronous by default (start, then poll): the generation's uuid is journalled
+the moment 1min.ai answers, so after Ctrl-C, a crash or a fault --resume fetches the same
+generation, free. --sync holds one long request instead; a generation cut off while it waits may
+have been charged but cannot be fetched, so --resume refuses it (and names it) rather than pay
+again, until --regenerate asks for a new one.
+
 Exit codes: 0 every input converted; 1 some inputs failed (the others are still converted and
-saved); 2 usage or configuration error (nothing was sent); 130 interrupted by Ctrl-C (what had
-finished is saved, and the report says what was interrupted).
+saved); 2 usage or configuration error (nothing was sent; the --json report, when asked for,
+says why); 130 interrupted by Ctrl-C (what had finished is saved, and the report says what was
+interrupted).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -107,14 +115,39 @@ examples:
       --render relief.png
   %(prog)s shots/ --output-dir out/ --resume      # after a failure or Ctrl-C: no credits spent twice
 
+sync and async:
+  Generations are asynchronous by default: each starts at once and is polled, and its id is kept in
+  the history the moment 1min.ai answers, so after Ctrl-C, a crash or a fault, --resume fetches it
+  without a new generation. --sync waits on one long request instead (Cloudflare may cut it after
+  about 100 s); a sync generation cut off before its answer may have been charged, and --resume
+  then refuses it with: "PHOTO: its generation may already have been sent and charged, but its
+  answer never arrived, so --resume does not send it again; to generate it again on purpose, add
+  --regenerate PHOTO to the command."
+
 exit codes:
   0 every input converted   1 some inputs failed (the rest were converted and saved)
-  2 usage or configuration error (nothing was sent)   130 interrupted by Ctrl-C
+  2 usage or configuration error (nothing was sent; --json still writes the report, with the reason)
+  130 interrupted by Ctrl-C
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, remembering its error message (for the --json report of an exit 2)."""
+
+    last_error: str | None = None
+
+    def error(self, message: str) -> Any:
+        self.last_error = message
+        super().error(message)
+
+
+class _QuietParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise ValueError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="image_to_3d.py",
         description="Turn photos into 3D with 1min.ai (image to 3D) and save them as Blender scenes.",
         epilog=EPILOG,
@@ -164,11 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("-j", "--jobs", type=_jobs, default=2,
                      help=f"parallel conversions, 1 to {MAX_JOBS}; requests stay under 1min.ai's limit of "
                           "180 a minute whatever the number (default: %(default)s)")
-    api.add_argument("--async", dest="use_async", action="store_true",
-                     help="start each generation and poll for it, instead of one long request; an "
-                          "interrupted batch can then be resumed without paying twice")
-    api.add_argument("--poll-interval", type=_positive_float, default=2.0,
-                     help="seconds between polls with --async (default: %(default)s)")
+    how = api.add_mutually_exclusive_group()
+    how.add_argument("--sync", dest="use_async", action="store_false",
+                     help="wait for each generation on one long request, instead of the default: start it, "
+                          "then poll. A sync generation cut off before its answer may be charged yet cannot "
+                          "be fetched, and --resume does not send it again")
+    how.add_argument("--async", dest="use_async", action="store_true",
+                     help="start each generation, then poll for it: the default, kept for compatibility")
+    p.set_defaults(use_async=True)
+    api.add_argument("--poll-interval", type=_positive_float, default=1.0,
+                     help="seconds before the first status check of a generation; later checks slow down "
+                          "(x1.5 each, up to 10 s) to stay under the rate limit (default: %(default)s)")
     api.add_argument("--timeout", type=_positive_float, default=300.0,
                      help="seconds to wait for a generation to answer (default: %(default)s)")
     api.add_argument("--proxy", metavar="URL", help="an HTTP(S) proxy (the usual HTTPS_PROXY variables also work)")
@@ -176,8 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--upscale", action="store_true",
                      help="scale images smaller than 512×512 up to it, instead of refusing them")
     api.add_argument("--resume", action="store_true",
-                     help="skip inputs whose result already exists in the result folder or the report: "
-                          "they are imported from disk, and nothing is paid twice")
+                     help="go on from what earlier runs left in the result folder or the report: results on "
+                          "disk are imported from it, generations started earlier are fetched (free), and "
+                          "nothing is paid twice; a damaged result is downloaded again")
+    api.add_argument("--regenerate", action="append", default=[], metavar="PHOTO",
+                     help="with --resume: generate PHOTO (a path or a file name) again, a new and paid "
+                          "generation, instead of reusing or refusing what an earlier run left (may be given "
+                          "more than once)")
 
     con = p.add_argument_group("console")
     talk = con.add_mutually_exclusive_group()
@@ -831,13 +875,13 @@ class Batch:
         plan: list[tuple[Item, Any]] = []
         for item in pending:
             resume = None
-            if previous is not None:
+            if previous is not None and not self._regenerate(item):
                 if self._already_done(item, previous):
                     continue
                 resume = previous.checkpoint_for(item, self.pipeline)
             plan.append((item, resume))
         # results already on disk need no network: a re-assembly works offline
-        if any(resume is None or resume.result_file is None for _, resume in plan):
+        if any(resume is None or (resume.result_file is None and not resume.sent) for _, resume in plan):
             self.check_key()
         if self.args.output_dir is not None:
             self.baseline = set(self.bpy.data.user_map())
@@ -857,6 +901,18 @@ class Batch:
             self.console.tick()
         self._observe()
         self.finish_scene()
+
+    def _regenerate(self, item: Item) -> bool:
+        """--regenerate names this image (by path, or by file name)."""
+        assert item.path is not None
+        for given in self.args.regenerate:
+            target = Path(given).expanduser()
+            if target.name == given and item.path.name == given:
+                return True
+            with contextlib.suppress(OSError):
+                if target.resolve() == item.path:
+                    return True
+        return False
 
     def _submit(self, item: Item, resume: Any) -> None:
         from onemin3d_addon.core import errors
@@ -946,23 +1002,37 @@ class Batch:
             item.fail(f"Not converted: {self.stopped_because}", stage=stage, error_type="Cancelled")
             return
         item.status, item.stage = "interrupted", stage
-        if item.result_file is not None and item.result_file.is_file():
-            item.error = ("interrupted after the result arrived: it is kept; run again with --resume "
-                          "to import it without paying twice")
-        else:
-            item.error = _interrupted_message(stage, self.args.use_async, item.uuid)
+        item.error = self.interrupted_text(item)
         item.error_type = "Cancelled"
         item.finished = time.time()
+
+    def interrupted_text(self, item: Item) -> str:
+        """Why an interrupted image is where it is, and what --resume will do with it (true to what
+        the history says: a result kept, a generation to fetch, one that may be charged, or nothing)."""
+        job = self.jobs.get(item.history_id or "")
+        entry = job.entry if job is not None else None
+        if item.result_file is not None and item.result_file.is_file():
+            return ("interrupted after the result arrived: it is kept; run again with --resume to import it "
+                    "without paying twice")
+        if item.uuid or (entry is not None and entry.uuid):
+            return ("interrupted after the generation was started: run again with --resume to fetch the "
+                    "result without paying twice")
+        if entry is not None and entry.generation_sent:
+            return unanswered_text(item.path.name if item.path is not None else item.given)
+        return "interrupted before the generation was sent: nothing was paid; run again with --resume to convert it"
 
     def _failed(self, item: Item, job: Any) -> None:
         from onemin3d_addon.core import errors
 
         error = job.error
         stage = (getattr(error, "stage", None) or job.entry.stage or item.stage) if error else item.stage
-        message = cli_message(error) if error is not None else (job.error_message or "failed")
+        photo = item.path.name if item.path is not None else item.given
+        message = cli_message(error, photo) if error is not None else (job.error_message or "failed")
         if stage == "import" and item.result_file is not None:
-            message += (f" The result is kept in {item.result_file}; run again with --resume to retry "
-                        "for free.")
+            # --resume downloads it again (free: the uuid is known) rather than re-read this file
+            again = ("download it again and retry, free (if it fails the same way, add --regenerate "
+                     f"{_quoted(photo)} for a new, paid generation)" if job.entry.uuid else "retry, free")
+            message += f" The result is kept in {item.result_file}; run again with --resume to {again}."
         item.fail(message, stage=stage, error_type=type(error).__name__ if error else "Error")
         log.info("%s failed at %s: %r", item.given, stage, error)
         if isinstance(error, errors.AuthError | errors.CreditsExhausted) and not self.stopped_because:
@@ -994,7 +1064,8 @@ class Batch:
         else:
             log.error("unexpected error while building %s:\n%s", item.given, traceback.format_exc())
             message = f"Blender could not build the scene ({type(exc).__name__}: {exc})"
-        message += f" The result is kept in {item.result_file}; run again with --resume to retry for free."
+        message += (f" The result is kept in {item.result_file}; run again with --resume to try again "
+                    "without a new generation.")
         item.fail(message, stage=item.stage, error_type=type(exc).__name__)
 
     # -- Blender work (main thread)
@@ -1084,9 +1155,13 @@ class Batch:
         if self.args.output is None:
             return
         done = [i for i in self.items if i.collection is not None]
-        if done:
-            layout_grid([i.collection for i in done])
-        if self.config.scene_render is not None and done:
+        if not done:
+            # an empty scene would look like a result: say there is none instead
+            self.console.message(f"Nothing was converted, so {self.args.output.name} was not written.",
+                                 error=True)
+            return
+        layout_grid([i.collection for i in done])
+        if self.config.scene_render is not None:
             self.console.message(f"Rendering {self.config.scene_render.name}…")
             t0 = time.perf_counter()
             try:
@@ -1126,6 +1201,11 @@ class Batch:
         known = previous.result_for(item)
         if not blend.is_file() or known is None:
             return False
+        # everything the arguments ask for must be there, or "--resume to try again" would skip it
+        if self.args.export and not (blend.parent / f"{item.name}.{self.args.export}").is_file():
+            return False
+        if any(not (folder / f"{item.name}.png").is_file() for folder in self.config.render_dirs):
+            return False
         item.status, item.stage, item.reused, item.resumed_from = "skipped", "done", True, "result"
         item.blend_file, item.result_file = blend, known
         item.started = item.finished = time.time()
@@ -1155,31 +1235,43 @@ def _timeouts(generate: float) -> Any:
     return Timeouts(generate=generate)
 
 
-def cli_message(err: BaseException) -> str:
-    """`errors.user_message(err)`, with the add-on's UI places swapped for this tool's options."""
+def cli_message(err: BaseException, photo: str | None = None) -> str:
+    """`errors.user_message(err)`, with the add-on's UI places and next steps swapped for this
+    tool's options. `photo`: the image's file name, for advice that names it."""
     from onemin3d_addon.core import errors
 
+    name = _quoted(photo) if photo else "PHOTO"
+    if isinstance(err, errors.UnansweredGeneration):
+        return unanswered_text(err.photo)
     text = errors.user_message(err)
     for ui, cli in (
         (f"in {errors.PREFS_PATH} or in the ONEMIN_API_KEY environment variable",
          "with the ONEMIN_API_KEY environment variable or --api-key"),
         (f"proxy and timeouts in {errors.PREFS_PATH}", "proxy (--proxy, --ca-bundle) and --timeout"),
         ("enable 'Allow upscaling'", "pass --upscale"),
-        ("Check your 1min.ai history, or start the job again.",
-         "Check your 1min.ai history; to generate it anyway, run this image again without --resume."),
+        (errors.FETCH_LATER, "the generation is paid for: run again with --resume to fetch it, free"),
+        ("try the download again later from the history", "run again later with --resume to download it again, free"),
+        ("try the download again from the history", "run again with --resume to download it again, free"),
+        (errors.DOWNLOAD_AGAIN, "by running again with --resume"),
+        ("and if the same comes back, generate it again.",
+         f"and if the same comes back, add --regenerate {name} to generate it again."),
+        ("re-import it (that downloads it again, free)", "run again with --resume (that downloads it again, free)"),
+        ("choose another result folder in the add-on preferences", "choose another --result-dir"),
     ):
         text = text.replace(ui, cli)
     return text
 
 
-def _interrupted_message(stage: str, use_async: bool, uuid: str | None) -> str:
-    if stage in ("queued", "prepare", "upload"):
-        return "interrupted before the generation was sent: nothing was paid; run again to convert it"
-    if stage == "generate" and not use_async and not uuid:
-        return ("interrupted while 1min.ai was generating: the generation may have been paid for but "
-                "cannot be fetched in sync mode; use --async for batches you may interrupt")
-    return ("interrupted after the generation was started: run again with --resume to fetch "
-            "the result without paying twice")
+def unanswered_text(photo: str) -> str:
+    """The one sentence a resume refuses an unanswered generation with (see errors.unanswered_sentence)."""
+    from onemin3d_addon.core import errors
+
+    return errors.unanswered_sentence(photo, resend="--resume does not send it again",
+                                      how=f"add --regenerate {_quoted(photo)} to the command")
+
+
+def _quoted(photo: str) -> str:
+    return shlex.quote(photo)
 
 
 # --- resume --------------------------------------------------------------------------------------
@@ -1205,8 +1297,13 @@ class Previous:
         return out  # newest first, as History.entries() returns them
 
     def result_for(self, item: Item) -> Path | None:
+        """A result file an earlier run left for this image, whole and not known to be damaged."""
+        from onemin3d_addon.core import results
+
         for e in self._entries_for(item):
-            if e.result_file and Path(e.result_file).is_file():
+            if e.state == "failed" and e.stage == "import":
+                continue  # it did not import: a damaged download, fetched again (checkpoint_for)
+            if e.result_file and Path(e.result_file).is_file() and results.sniff_file(Path(e.result_file)):
                 return Path(e.result_file)
         rep = self.report.get(str(item.path))
         if rep and rep.get("status") in ("converted", "skipped"):
@@ -1217,21 +1314,26 @@ class Previous:
         return None
 
     def checkpoint_for(self, item: Item, pipeline: Any) -> Any:
-        """A checkpoint that needs no new generation, or None when the image must be generated."""
+        """Where this image goes on from: a result on disk, a generation to fetch again (free), a
+        generation that may have been charged but can never be fetched (refused by the pipeline,
+        never sent again), or None: nothing usable, the image is generated."""
+        from onemin3d_addon.core import history
+
         result = self.result_for(item)
         if result is not None:
             item.reused, item.resumed_from = True, "result"
             return pipeline.Checkpoint(result_file=result)
-        for e in self._entries_for(item):
-            if e.uuid and e.state not in ("failed",):
+        for e in self._entries_for(item):  # newest first
+            if history.fetchable(e):
+                # paid for: poll its uuid and download again (also after a damaged download or import)
                 item.reused, item.resumed_from = True, "generation"
                 return pipeline.Checkpoint(asset_key=e.asset_key, uuid=e.uuid)
-            if e.asset_key and e.state in ("queued", "running"):
-                # Interrupted after the upload was journalled and before a uuid came back: the
-                # generation may already have been sent (and billed). pipeline.run() refuses such a
-                # checkpoint with a message saying so, instead of paying again behind the user's back.
+            if history.unanswered(e):
+                # Sent (sync, or cut off before the answer) and never answered: it may be charged, and
+                # nothing can fetch it. pipeline.run() refuses this checkpoint in one sentence that
+                # names the photo, instead of paying again behind the user's back (--regenerate asks).
                 item.resumed_from = "interrupted generation"
-                return pipeline.Checkpoint(asset_key=e.asset_key)
+                return pipeline.Checkpoint(asset_key=e.asset_key, sent=True)
         return None
 
 
@@ -1554,6 +1656,7 @@ def write_report(config: Config, items: Sequence[Item], batch: Batch | None, *, 
         "version": _version(),
         "complete": not partial,
         "interrupted": bool(batch and batch.interrupted),
+        "error": None,
         "started": _iso(batch.started if batch else time.time()),
         "written": _iso(time.time()),
         "settings": {
@@ -1581,6 +1684,49 @@ def write_report(config: Config, items: Sequence[Item], batch: Batch | None, *, 
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_usage_report(path: Path | None, items: Sequence[Item], message: str) -> None:
+    """The --json report of a run that stopped with exit code 2 before converting anything: the
+    reason at the top (`error`), and every input marked failed with it. Nothing was sent."""
+    if path is None:
+        return
+    for item in items:
+        if item.status in ("pending", "running"):
+            item.fail(message, stage="queued", error_type="UsageError")
+    data = {
+        "tool": "onemin3d image_to_3d",
+        "version": _version(),
+        "complete": True,
+        "interrupted": False,
+        "exit_code": EXIT_USAGE,
+        "error": message,
+        "written": _iso(time.time()),
+        "summary": _counts(items),
+        "items": [dict(i.report_entry(), sha256=i.sha256) for i in items],
+    }
+    try:
+        path = Path(path).expanduser().resolve()
+        from onemin3d_addon.core.errors import redact
+
+        text = redact(json.dumps(data, indent=2, ensure_ascii=False))
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(text + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        print(f"image_to_3d: error: could not write the report {path}: {exc.strerror or exc}", file=sys.stderr)
+
+
+def _report_argument(arguments: Sequence[str]) -> Path | None:
+    """The --json path of a command line argparse refused (if that much of it can be read)."""
+    pre = _QuietParser(add_help=False)
+    pre.add_argument("--json", type=Path, dest="report")
+    try:
+        known, _rest = pre.parse_known_args(list(arguments))
+    except ValueError:
+        return None
+    report: Path | None = known.report
+    return report
 
 
 def _counts(items: Sequence[Item]) -> dict[str, int]:
@@ -1628,10 +1774,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="replace")  # type: ignore[union-attr]
     parser = build_parser()
+    arguments = script_argv() if argv is None else list(argv)
     try:
-        args = parser.parse_args(script_argv() if argv is None else list(argv))
+        args = parser.parse_args(arguments)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
-        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+        code = int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+        if code == EXIT_USAGE:
+            _addon_path()
+            write_usage_report(_report_argument(arguments), [], f"bad arguments: {parser.last_error or 'see --help'}")
+        return code
 
     _hermetic_user_folder()  # before anything can import bpy (the add-on package may)
     _addon_path()
@@ -1643,6 +1794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = configure(args, dict(os.environ))
     except UsageError as exc:
         print(f"image_to_3d: error: {exc}", file=sys.stderr)
+        write_usage_report(args.report, collect_inputs(args.inputs, args.recursive), str(exc))
         return EXIT_USAGE
     errors.register_secret(config.api_key)
     setup_logging(config)
@@ -1651,8 +1803,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     items = collect_inputs(args.inputs, args.recursive)
     if not items:
-        print("image_to_3d: error: no images found in the inputs given (looked for "
-              f"{', '.join(IMAGE_SUFFIXES)}; add --recursive for sub-folders)", file=sys.stderr)
+        message = ("no images found in the inputs given (looked for "
+                   f"{', '.join(IMAGE_SUFFIXES)}; add --recursive for sub-folders)")
+        print(f"image_to_3d: error: {message}", file=sys.stderr)
+        write_usage_report(args.report, items, message)
         return EXIT_USAGE
 
     interrupt = Interrupt()
@@ -1663,6 +1817,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bpy = start_blender(config)
         except UsageError as exc:
             print(f"image_to_3d: error: {exc}", file=sys.stderr)
+            write_usage_report(args.report, items, str(exc))
             return EXIT_USAGE
         interrupt.install()
         batch = Batch(config, items, bpy, console, interrupt)
@@ -1675,6 +1830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:  # the key check: a rejected key or an unreachable server
         console.close()
         print(f"image_to_3d: error: {exc}", file=sys.stderr)
+        write_usage_report(args.report, items, str(exc))
         return EXIT_USAGE
     except Exception as exc:  # a bug: one line on the console, the traceback in the log
         console.close()
@@ -1702,7 +1858,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for item in items:
             if item.status in ("pending", "running"):
                 item.status = "interrupted"
-                item.error = item.error or _interrupted_message(item.stage, args.use_async, item.uuid)
+                item.error = item.error or batch.interrupted_text(item)
     _write_report_safely(config, items, batch)
     _print_outputs(config, items, args.quiet)
     if not args.quiet or any(i.status == "failed" for i in items):

@@ -314,7 +314,7 @@ def _entry_id(op: Any, context: Any) -> str:
 
 
 class ONEMIN3D_OT_reimport(bpy.types.Operator):
-    """Import a result from the history again, from the file on disk: no request to 1min.ai, no credits"""
+    """Import a result from the history again, from the file on disk: no credits. A paid result whose file is gone or damaged is downloaded again first, free"""
 
     bl_idname = "onemin3d.reimport"
     bl_label = "Re-import 1min.ai Result"
@@ -341,13 +341,18 @@ class ONEMIN3D_OT_reimport(bpy.types.Operator):
         try:
             entry_id = _entry_id(self, context)
             mode = None if self.import_mode == 'SAME' else self.import_mode
-            objects = runtime.get_runtime(context).reimport(
-                entry_id, mode=mode, scene_name=context.scene.name if context.scene else None)
+            rt = runtime.get_runtime(context)
+            objects = rt.reimport(entry_id, mode=mode, scene_name=context.scene.name if context.scene else None)
         except Onemin3DError as err:
             return _report_error(self, context, err)
         except Exception:
             log.exception("%s failed unexpectedly", self.bl_idname)
             return _report_error(self, context, None)
+        job = rt.jobs.get(entry_id)
+        if not objects and job is not None and not job.done:
+            self.report({'INFO'}, f"Downloading the result of '{job.name}' again from 1min.ai (free): it is "
+                                  "imported when it arrives.")
+            return {'FINISHED'}
         self.report({'INFO'}, f"Re-imported {len(objects)} object(s).")
         return {'FINISHED'}
 

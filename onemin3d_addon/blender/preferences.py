@@ -75,11 +75,14 @@ class OneMin3DPreferences(bpy.types.AddonPreferences):
         name="Request Mode",
         description="How to wait for 1min.ai while it generates",
         items=(
-            ('SYNC', "Synchronous", "One long request that returns with the result (the documented default)"),
-            ('ASYNC', "Asynchronous", "Start the generation, then poll for the result: avoids proxy time-outs "
-                                      "on long jobs, and a job resumes after a restart"),
+            ('SYNC', "Synchronous", "One long request that returns with the result. A job cut off while it waits "
+                                    "(cancel, crash, time-out) may be charged but cannot be fetched, and it is "
+                                    "never sent again on its own"),
+            ('ASYNC', "Asynchronous", "Start the generation, then poll for the result (the default): a job that is "
+                                      "cancelled, cut off or interrupted by a restart is fetched later, free, and "
+                                      "no proxy time-out applies"),
         ),
-        default='SYNC',
+        default='ASYNC',
     )
     connect_timeout: FloatProperty(  # type: ignore[valid-type]
         name="Connect",
@@ -267,9 +270,9 @@ class ConnectionSettings:
     api_key: str = field(repr=False)
     key_source: str
     base_url: str
-    use_async: bool = False
+    use_async: bool = True
     timeouts: Timeouts = Timeouts()
-    poll_interval: float = 2.0
+    poll_interval: float = 1.0
     poll_deadline: float = 900.0
     parallel_jobs: int = 2
     result_folder: Path = Path()

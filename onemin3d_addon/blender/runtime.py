@@ -7,8 +7,11 @@ jobs exist (it unregisters itself when idle), or called directly where no event 
 except the tick that imports a finished result, which is one undo step.
 
 Every stage is journalled through core.history, so a paid result survives a crash, a restart
-or a file switch, and an async generation with a known uuid resumes polling on the next start.
-The key is never journalled, logged or shown.
+or a file switch, and an async generation with a known uuid resumes polling on the next start
+(also after a cancel: the generation is paid for; it is fetched, not imported). Re-import in the
+history fetches such a generation, or a result whose file is gone or failed to import, again,
+free; a generation that was sent but never answered is refused there in one sentence, never
+sent again. The key is never journalled, logged or shown.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import bpy
 
+from ..core import results
 from ..core.client import RetryPolicy
 from ..core.errors import (
     PREFS_PATH,
@@ -33,10 +37,11 @@ from ..core.errors import (
     ImportFailed,
     OfflineError,
     Onemin3DError,
+    UnansweredGeneration,
     get_logger,
     user_message,
 )
-from ..core.history import RESUMABLE_ERRORS, History, HistoryEntry
+from ..core.history import History, HistoryEntry, fetchable, unanswered
 from ..core.jobs import Checkpointed, Done, Failed, JobRunner, Progress
 from ..core.pipeline import Checkpoint, Request, Result
 from . import preferences
@@ -290,6 +295,7 @@ class Runtime:
         )
         if resume is not None:
             entry.asset_key = resume.asset_key
+            entry.generation_sent = resume.sent
             entry.uuid = resume.uuid
             entry.result_file = str(resume.result_file) if resume.result_file is not None else None
         job = Job(self, entry, history=history, name=name or image.stem, mode=mode, options=options,
@@ -314,8 +320,9 @@ class Runtime:
         self.runner.set_max_workers(max(1, min(preferences.MAX_PARALLEL_JOBS, int(n))))
 
     def resume_pending(self, conn: preferences.ConnectionSettings) -> list[Job]:
-        """Pick up what a crash or restart interrupted: async generations with a uuid poll again;
-        results already on disk are only listed (re-import them from the history)."""
+        """Pick up what a crash or restart interrupted: generations with a uuid poll again (a
+        cancelled one is fetched and listed, not imported); results already on disk are only
+        listed (re-import them from the history)."""
         resumed: list[Job] = []
         history = self.history_for(conn.result_folder)
         for entry in history.resumable():
@@ -330,40 +337,63 @@ class Runtime:
                 continue
             if not entry.uuid:
                 continue
-            made_with = (entry.settings or {}).get("base_url")
-            if made_with and made_with != _public_url(conn.base_url):
-                log.info("job %s waits to resume: it was started on %s, not %s", entry.id, made_with,
-                         _public_url(conn.base_url))
+            why = self._cannot_fetch(entry, conn)
+            if why is not None:
+                log.info("job %s waits to resume: %s", entry.id, why)
                 continue
-            if not preferences.online_access() or not conn.api_key:
-                log.info("job %s waits to resume: %s", entry.id,
-                         "online access is off" if conn.api_key else "no API key")
-                continue
-            request = Request(
-                image_path=Path(entry.source_path), api_key=conn.api_key, result_dir=conn.result_folder,
-                base_url=conn.base_url, use_async=True, timeouts=conn.timeouts,
-                poll_interval=conn.poll_interval, poll_deadline=conn.poll_deadline,
-                proxy=conn.proxy, ca_bundle=conn.ca_bundle,
-            )
             settings = entry.settings or {}
-            job = Job(self, entry, history=history, name=str(settings.get("name") or Path(entry.source_path).stem),
-                      mode=str(settings.get("mode") or "AUTO"), options=dict(settings.get("options") or {}),
-                      scene_name=settings.get("scene"), generation=None, auto_import=True)
-            job.stage = entry.stage or "poll"
-            entry.state = "running"
-            entry.error = None
-            entry.updated = _now()
-            history.save(entry)
-            self.jobs[entry.id] = job
-            self.runner.submit(request, job_id=entry.id,
-                               resume=Checkpoint(asset_key=entry.asset_key, uuid=entry.uuid))
-            self._mark(job)
+            job = self._fetch(entry, history, conn, mode=str(settings.get("mode") or "AUTO"),
+                              options=dict(settings.get("options") or {}), scene_name=settings.get("scene"),
+                              generation=None, auto_import=entry.state != "cancelled")
             resumed.append(job)
             log.info("resuming job %s (generation %s)", entry.id, entry.uuid)
         if resumed:
             ensure_timer()
         self._full_sync = True
         return resumed
+
+    def _cannot_fetch(self, entry: HistoryEntry, conn: preferences.ConnectionSettings) -> str | None:
+        """Why the generation of `entry` cannot be polled now, or None."""
+        made_with = (entry.settings or {}).get("base_url")
+        if made_with and made_with != _public_url(conn.base_url):
+            return (f"it was made on {made_with}, and the Base URL is now {_public_url(conn.base_url)}: "
+                    f"set it back in {PREFS_PATH} to fetch it")
+        if not preferences.online_access():
+            return preferences.offline_message()
+        if not conn.api_key:
+            return preferences.no_key_message()
+        return None
+
+    def _fetch(self, entry: HistoryEntry, history: History, conn: preferences.ConnectionSettings, *,
+               mode: str, options: dict[str, Any], scene_name: str | None, generation: int | None,
+               auto_import: bool) -> Job:
+        """Poll and download the generation `entry` names, again (free: no new generation), as a job
+        under the entry's own id. `generation` None: imported only into the file it was made for."""
+        request = Request(
+            image_path=Path(entry.source_path), api_key=conn.api_key, result_dir=conn.result_folder,
+            base_url=conn.base_url, use_async=True, timeouts=conn.timeouts,
+            poll_interval=conn.poll_interval, poll_deadline=conn.poll_deadline,
+            proxy=conn.proxy, ca_bundle=conn.ca_bundle,
+        )
+        settings = entry.settings or {}
+        job = Job(self, entry, history=history, name=str(settings.get("name") or Path(entry.source_path).stem),
+                  mode=mode, options=options, scene_name=scene_name, generation=generation,
+                  auto_import=auto_import)
+        job.stage = entry.stage or "poll"
+        if entry.result_file:  # gone, or it failed to import: keep it listed with the entry's files
+            if entry.result_file not in entry.files:
+                entry.files.append(entry.result_file)
+            entry.result_file = None
+            entry.result_kind = None
+        entry.state = "running"
+        entry.error = None
+        entry.error_kind = None
+        entry.updated = _now()
+        history.save(entry)
+        self.jobs[entry.id] = job
+        self.runner.submit(request, job_id=entry.id, resume=Checkpoint(asset_key=entry.asset_key, uuid=entry.uuid))
+        self._mark(job)
+        return job
 
     # --- cancelling ------------------------------------------------------------------------
 
@@ -485,9 +515,11 @@ class Runtime:
         """Copy a checkpoint into the job's entry; True when that changed it."""
         with self._lock:
             entry = job.entry
-            before = (entry.asset_key, entry.uuid, entry.result_file, entry.credits_left)
+            before = (entry.asset_key, entry.generation_sent, entry.uuid, entry.result_file, entry.credits_left)
             if cp.asset_key:
                 entry.asset_key = cp.asset_key
+            # sent: from just before the generation request leaves; cleared when it was refused
+            entry.generation_sent = cp.sent or bool(cp.uuid and entry.generation_sent)
             if cp.uuid:
                 entry.uuid = cp.uuid
             if cp.record is not None:
@@ -497,7 +529,8 @@ class Runtime:
                     entry.credits_left = int(left)
             if cp.result_file is not None:
                 entry.result_file = str(cp.result_file)
-            return (entry.asset_key, entry.uuid, entry.result_file, entry.credits_left) != before
+            return (entry.asset_key, entry.generation_sent, entry.uuid, entry.result_file,
+                    entry.credits_left) != before
 
     def _on_checkpoint(self, job: Job, cp: Checkpoint) -> None:
         if self._apply_checkpoint(job, cp):  # usually journalled already, by the worker
@@ -625,22 +658,15 @@ class Runtime:
 
     def _on_failed(self, job: Job, err: Onemin3DError) -> None:
         if isinstance(err, Cancelled) or job.cancel_requested:
-            note = None
-            if job.entry.stage == "generate" and not job.entry.uuid:
-                note = "Cancelled while 1min.ai was generating: the credits may have been spent."
-            self._finish(job, "cancelled", error=note)
+            self._finish(job, "cancelled", error=_cancel_note(job.entry))
             return
         self._fail(job, err)
 
     def _fail(self, job: Job, err: Onemin3DError) -> None:
         job.error = err
+        # The sentence says what to do, true to the case: a paid generation (its uuid known) is
+        # fetched again, free, at the next start or by Re-import (History.resumable lists it).
         message = user_message(err)
-        kind = type(err).__name__
-        if job.entry.uuid and not job.entry.result_file and kind in RESUMABLE_ERRORS and kind != "StillRunning":
-            # Paid for, but its record or result could not be fetched: say so, so that nobody
-            # pays for it again; History.resumable() lists it, and the next start fetches it.
-            message += (" Do not generate it again: this generation is paid for and kept in the history, "
-                        "and it is fetched again, free, the next time the add-on starts.")
         job.error_message = message
         if err.stage:
             job.entry.stage = err.stage
@@ -824,8 +850,16 @@ class Runtime:
         return (entry, self.history) if entry is not None else None
 
     def reimport(self, entry_id: str, *, mode: str | None = None, options: dict[str, Any] | None = None,
-                 scene_name: str | None = None) -> list[Any]:
-        """Import a journalled result again from disk: no request, no credits."""
+                 scene_name: str | None = None, wait: bool | None = None) -> list[Any]:
+        """Import a journalled result again: from disk, with no request and no credits.
+
+        When the file is gone or unreadable, or its import failed (a damaged download), and the
+        generation's uuid is known, the result is fetched again first (a poll and a download,
+        free; never a new generation) as a job that imports it when it arrives. `wait`
+        (default: under `blender -b`) waits for it and returns its objects; otherwise this
+        returns [] at once. A generation that was sent but never answered is refused
+        (UnansweredGeneration): it may have been charged, and only Generate sends it again.
+        """
         found = self.find_entry(entry_id)
         if found is None:
             raise Onemin3DError("That history entry no longer exists.")
@@ -833,11 +867,24 @@ class Runtime:
         job = self.jobs.get(entry_id)
         if job is not None and not job.done:
             raise Onemin3DError("That job is still running: wait for it to finish.")
-        if not entry.result_file:
-            raise Onemin3DError("That job has no result to import (it did not finish).")
-        result = Path(entry.result_file)
-        if not result.is_file():
-            raise Onemin3DError(f"The result file {result} is missing: it was moved or deleted.")
+        result = Path(entry.result_file) if entry.result_file else None
+        readable = result is not None and result.is_file() and results.sniff_file(result) is not None
+        import_failed = entry.state == "failed" and entry.stage == "import"
+        if not readable or (import_failed and mode is None and options is None):
+            if fetchable(entry):
+                return self._fetch_again(entry, history, mode=mode, options=options, scene_name=scene_name,
+                                         wait=bpy.app.background if wait is None else wait)
+            if unanswered(entry):
+                raise UnansweredGeneration(Path(entry.source_path).name)
+            if not readable:
+                if result is not None:
+                    raise Onemin3DError(f"The result file {result} is missing or unreadable (it was moved, "
+                                        "deleted or damaged), and its generation cannot be fetched again.")
+                why = ("1min.ai did not deliver one" if entry.uuid
+                       else "it ended before its generation was sent, so nothing was charged")
+                raise Onemin3DError(f"That job has no result to import ({why}): to make one, choose the photo "
+                                    "and press Generate.")
+        assert result is not None
         settings = entry.settings or {}
         objects, _warnings = import_into_scene(
             result, Path(entry.source_path), mode or str(settings.get("mode") or "AUTO"),
@@ -858,6 +905,28 @@ class Runtime:
             self._full_sync = True
         self.sync_wm()
         return objects
+
+    def _fetch_again(self, entry: HistoryEntry, history: History, *, mode: str | None,
+                     options: dict[str, Any] | None, scene_name: str | None, wait: bool) -> list[Any]:
+        conn = preferences.connection_settings()
+        why = self._cannot_fetch(entry, conn)
+        if why is not None:
+            raise Onemin3DError(f"The result of {Path(entry.source_path).name} cannot be fetched again now: {why}.")
+        settings = entry.settings or {}
+        job = self._fetch(entry, history, conn, mode=mode or str(settings.get("mode") or "AUTO"),
+                          options=options if options is not None else dict(settings.get("options") or {}),
+                          scene_name=scene_name, generation=self.generation, auto_import=True)
+        log.info("fetching the result of job %s (generation %s) again", entry.id, entry.uuid)
+        self.sync_wm()
+        ensure_timer()
+        if not wait:
+            return []
+        self.wait([job])
+        if job.state == "imported":
+            return job.objects
+        if job.error is not None:
+            raise job.error
+        raise Onemin3DError(job.entry.error or f"Fetching the result of {job.name} again ended: {job.state}.")
 
     def remove_entry(self, entry_id: str, *, delete_files: bool = False) -> None:
         found = self.find_entry(entry_id)
@@ -926,12 +995,22 @@ class Runtime:
             job.state = "cancelled"
             job.finished.set()
             return
-        note = None
+        note = _cancel_note(entry)
         if not job.cancel_requested:
             note = "Interrupted when the add-on stopped or Blender closed."
-            if entry.stage == "generate":
+            if entry.generation_sent and not entry.uuid:
                 note += " 1min.ai was generating: the credits may have been spent."
         self._finish(job, "cancelled", error=note)
+
+
+def _cancel_note(entry: HistoryEntry) -> str | None:
+    """What a cancel left behind that costs something, if anything."""
+    if entry.uuid and not entry.result_file:
+        return ("Cancelled after 1min.ai started the generation: it is paid for and kept in the history, "
+                "and it is fetched, free, the next time the add-on starts or when you press Re-import.")
+    if entry.generation_sent and not entry.uuid:
+        return "Cancelled while 1min.ai was generating: the credits may have been spent."
+    return None
 
 
 def _check_key(conn: preferences.ConnectionSettings) -> tuple[str, str]:

@@ -31,6 +31,7 @@ shared between threads.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import html
 import json
@@ -111,7 +112,13 @@ _WATCH_INTERVAL: Final = 0.1  # how often a blocked request looks at the cancel 
 # Consecutive {"aiRecord": null} polls tolerated for a uuid we were given (the record may not
 # be visible yet right after an async submit); after that the uuid is taken as unknown.
 _NULL_POLLS_TOLERATED: Final = 5
-_MAX_POLL_INTERVAL: Final = 5.0  # polling slows down gently up to this (180 requests/min/key)
+# Polling starts at the caller's interval and grows by _POLL_GROWTH per poll up to
+# _MAX_POLL_INTERVAL: a job of a minute or two costs a dozen polls, and once slowed down every
+# waiting job takes at most 6 requests a minute, so 8 parallel jobs stay far under the 180 a
+# minute per key. While the key's request budget (core.ratelimit) is more than half used, the
+# next poll waits the longest interval at once.
+_POLL_GROWTH: Final = 1.5
+_MAX_POLL_INTERVAL: Final = 10.0
 
 
 # --- settings and results ------------------------------------------------------------------
@@ -356,25 +363,32 @@ class OneMinClient:
         log.info("uploaded %s (%d bytes) as %s", body.filename, body.file_size, key)
         return key
 
-    def generate_3d(self, image_key: str, use_async: bool = False, *, poll_interval: float = 2.0,
+    def generate_3d(self, image_key: str, use_async: bool = False, *, poll_interval: float = 1.0,
                     deadline: float = 900.0, on_record: Callable[[GenerationRecord], None] | None = None
                     ) -> GenerationRecord:
         """Start the generation from an uploaded asset key (or an https image URL) and wait for it.
 
         Synchronous mode holds the connection until the result is ready (read timeout
-        `timeouts.generate`); async mode sends `"async": true` and polls. `on_record` fires with
-        the record as soon as its uuid is known and the work is still running. The POST is never
-        re-sent once it may have reached the server.
+        `timeouts.generate`); a cancel closes it at once, and the answer (the only way to the
+        result) is lost. Async mode sends `"async": true`: the answer comes at once with the
+        generation's uuid, and the client polls for it. A cancel then waits for that short
+        answer, so the uuid always reaches `on_record` (and the journal) before Cancelled is
+        raised: a cancelled async job can still be fetched later, free. An async answer that is
+        already finished is used as it is, with no poll. `on_record` fires with the record as
+        soon as its uuid is known and the work is still running. The POST is never re-sent once
+        it may have reached the server.
         """
         body: dict[str, Any] = {"type": FEATURE_TYPE, "model": MODEL, "promptObject": {"imageUrl": image_key}}
         if use_async:
             body["async"] = True
         read_timeout = self.timeouts.read if use_async else self.timeouts.generate
         started = time.monotonic()
-        with self._abort_on_cancel():
+        # Once the answer is coming, it is read whole whatever happens: it holds the uuid.
+        consume = self._json_consumer(read_timeout, "generation request", cancellable=False)
+        with self._abort_on_cancel() if not use_async else contextlib.nullcontext():
             payload = self._call("POST", self._api_url("/api/features"), what="generation request",
                                  api=True, idempotent=False, json_body=body, read_timeout=read_timeout,
-                                 consume=self._json_consumer(read_timeout, "generation request"))
+                                 consume=consume)
         record = parse_record(payload)
         if record is None:
             raise BadResponse("the generation request was answered without a record")
@@ -409,6 +423,7 @@ class OneMinClient:
         """
         started = time.monotonic()
         poll_interval = max(0.01, poll_interval)
+        cap = max(poll_interval, _MAX_POLL_INTERVAL)
         interval = poll_interval
         nulls = 0
         while True:
@@ -425,12 +440,17 @@ class OneMinClient:
                     return check_record(record)
                 if on_record is not None:
                     on_record(record)
+            if self._budget_tight():
+                interval = cap
             if elapsed + interval > deadline:
-                raise StillRunning(
-                    f"the generation is still running after {elapsed:.0f} s; it stays in the history "
-                    "and can be resumed later without paying again", uuid=uuid)
+                raise StillRunning(f"the generation is still running after {elapsed:.0f} s", uuid=uuid)
             self._sleep(interval)
-            interval = min(max(poll_interval, _MAX_POLL_INTERVAL), interval * 1.2)
+            interval = min(cap, interval * _POLL_GROWTH)
+
+    def _budget_tight(self) -> bool:
+        """More than half of the key's request budget is used: polls make room for the others."""
+        limit = self._limiter.limit
+        return limit > 0 and self._limiter.in_window() * 2 > limit
 
     def download(self, record: GenerationRecord, dest_dir: str | os.PathLike[str],
                  progress: ProgressCallback | None = None) -> Path:
@@ -525,11 +545,12 @@ class OneMinClient:
         elif body is not None:
             headers["Content-Type"] = body.content_type
         while True:
-            self._check_cancel()
+            if self._is_cancelled():
+                raise _never_sent(Cancelled("cancelled before the " + what))
             # Every try to the API takes a slot (retries too: the server counts them); a download
             # from the storage host carries no key and is not counted.
             if api and not self._limiter.acquire(self._cancel):
-                raise Cancelled("cancelled while waiting for the request budget")
+                raise _never_sent(Cancelled("cancelled while waiting for the request budget"))
             t0 = time.perf_counter()
             try:
                 resp = self._send(method, url, headers=headers, data=body if body is not None else data,
@@ -555,7 +576,7 @@ class OneMinClient:
                     tries += 1
                     log.warning("%s to %s failed (%s); retry %d of %d", what, _loggable(url), net.message,
                                 tries, policy.attempts - 1)
-                    self._sleep(policy.delay(tries))
+                    self._retry_sleep(policy.delay(tries), idempotent)
                     continue
                 raise net from exc
             with resp:
@@ -567,7 +588,7 @@ class OneMinClient:
                         else policy.delay(tries))
                 log.warning("%s rate-limited (HTTP 429); waiting %.1f s, retry %d of %d", what, wait,
                             tries, policy.attempts - 1)
-                self._sleep(wait)
+                self._retry_sleep(wait, idempotent)
                 continue
             if idempotent and status >= 500 and tries + 1 < policy.attempts:
                 tries += 1
@@ -606,7 +627,10 @@ class OneMinClient:
             url = target
         raise _refusal(api, f"the {what} was redirected more than {_MAX_REDIRECTS} times")
 
-    def _json_consumer(self, read_timeout: float, what: str) -> Callable[[requests.Response], Any]:
+    def _json_consumer(self, read_timeout: float, what: str, *, cancellable: bool = True
+                       ) -> Callable[[requests.Response], Any]:
+        """Reads and parses a JSON answer. `cancellable` False: a cancel does not stop the reading
+        (the answer to a generation request holds its uuid, the only way to fetch what was paid)."""
         def consume(resp: requests.Response) -> Any:
             buf = bytearray()
             for chunk in _body_chunks(resp, 64 * 1024, what=what, read_timeout=read_timeout,
@@ -614,8 +638,10 @@ class OneMinClient:
                 buf += chunk
                 if len(buf) > _MAX_JSON_BYTES:
                     raise BadResponse(f"the {what} answer is larger than {_MAX_JSON_BYTES >> 20} MB")
-                self._check_cancel()
-            self._check_cancel()  # a cancel's socket shutdown can look like the end of the body
+                if cancellable:
+                    self._check_cancel()
+            if cancellable:
+                self._check_cancel()  # a cancel's socket shutdown can look like the end of the body
             try:
                 return json.loads(bytes(buf))
             except (ValueError, RecursionError) as exc:  # a hostile "[[[[…" nests past the parser
@@ -689,6 +715,14 @@ class OneMinClient:
         if self._is_cancelled():
             raise Cancelled("cancelled")
 
+    def _retry_sleep(self, seconds: float, idempotent: bool) -> None:
+        """The wait before a retry. A POST is retried only when nothing of it was done (a 429, or a
+        connection that failed before sending), so a cancel meanwhile leaves nothing sent."""
+        try:
+            self._sleep(seconds)
+        except Cancelled as err:
+            raise (err if idempotent else _never_sent(err)) from None
+
     def _sleep(self, seconds: float) -> None:
         """Wait, unless the job is cancelled first (then Cancelled)."""
         if seconds <= 0:
@@ -758,9 +792,13 @@ class OneMinClient:
             text = f"the connection to {where} was dropped ({_short_reason(chain)})"
         else:
             text = f"the {what} to {where} failed ({_short_reason(chain)})"
-        if not idempotent and what == "generation request" and not _nothing_sent(exc):
+        never_sent = not idempotent and _nothing_sent(exc)
+        if not idempotent and what == "generation request" and not never_sent:
             text += "; the generation may still have run, so check your 1min.ai history before retrying"
-        return NetworkError(text)
+        err = NetworkError(text)
+        if never_sent:
+            err.may_have_run = False
+        return err
 
 
 # --- the multipart body ----------------------------------------------------------------------
@@ -909,8 +947,10 @@ def _auth_error(status: int, body: ErrorBody, headers: Mapping[str, str], api: b
                                  status=status, detail=body.message)
     if body.is_html:
         # a JSON API does not answer with a page: a proxy, firewall or Cloudflare stopped the call
-        return NetworkError(f"the {what} was blocked before it reached 1min.ai (HTTP {status}: "
-                            f"{body.message or 'an HTML page'})")
+        blocked = NetworkError(f"the {what} was blocked before it reached 1min.ai (HTTP {status}: "
+                               f"{body.message or 'an HTML page'})")
+        blocked.may_have_run = False
+        return blocked
     return AuthError(_describe(body, status) or f"HTTP {status}", status=status)
 
 
@@ -927,7 +967,8 @@ def _credits(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool
 def _too_large(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
                ) -> Onemin3DError:
     if not api:  # a download sends no body: this is the host refusing the result, not our image
-        return ResultUnavailable(f"The result could not be downloaded (HTTP {status}): try again later.",
+        return ResultUnavailable(f"The result could not be downloaded (HTTP {status}): try the download again "
+                                 "later from the history.",
                                  status=status, detail=body.message)
     return InvalidInput(_describe(body, status) or "the upload is too large", code=body.code,
                         status=413)
@@ -944,7 +985,8 @@ def _not_found(status: int, body: ErrorBody, headers: Mapping[str, str], api: bo
 def _invalid_input(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
                    ) -> Onemin3DError:
     if not api:
-        return ResultUnavailable(f"The result could not be downloaded (HTTP {status}): try again later.",
+        return ResultUnavailable(f"The result could not be downloaded (HTTP {status}): try the download again "
+                                 "later from the history.",
                                  status=status, detail=body.message)
     if body.code == "EXTERNAL_API_RESPONSE_WITH_ERROR":
         # the message says "busy, try again", but retrying does not help: the cause is in details
@@ -1170,6 +1212,12 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
                 todo.append(nxt)
 
 
+def _never_sent(err: Cancelled) -> Cancelled:
+    """`err`, marked as stopping a request before any of it left this machine."""
+    err.may_have_run = False
+    return err
+
+
 def _nothing_sent(exc: BaseException) -> bool:
     """True when the request failed while connecting, so the server cannot have seen it."""
     if isinstance(exc, requests.exceptions.SSLError):
@@ -1192,7 +1240,8 @@ def _sniff_or_fail(head: bytes) -> str:
     if kind is None:
         shown = "empty" if not head else ("text or HTML" if head.lstrip()[:1] in (b"<", b"{") else "unknown bytes")
         raise ResultError(f"1min.ai returned a file that is not a 3D model or an image ({shown}): "
-                          "nothing was kept; try generating again.")
+                          "nothing was kept; download it again, free, with Re-import in the history, and if "
+                          "the same comes back, generate it again.")
     return kind
 
 

@@ -25,6 +25,12 @@ class Onemin3DError(Exception):
     #: the pipeline stage the error happened in ("prepare", "upload", "generate", "poll",
     #: "download", "import"); filled in by the pipeline when known.
     stage: str | None = None
+    #: the id of the generation the error happened to, once 1min.ai gave one: it is paid for, and
+    #: polling that id again costs nothing. Filled in by the pipeline when known.
+    uuid: str | None = None
+    #: for an error of the generation request: whether that request may still have been carried
+    #: out (and charged). False only when it surely never reached 1min.ai; see `may_have_run()`.
+    may_have_run: bool = True
 
     def __init__(self, message: str = "", *, detail: str | None = None) -> None:
         message = redact(message)
@@ -113,6 +119,16 @@ class Cancelled(Onemin3DError):
     """The user (or shutdown) cancelled the job."""
 
 
+class UnansweredGeneration(Onemin3DError):
+    """A generation that was (or may have been) sent, whose answer, with the id to fetch it by,
+    never arrived: it may have been charged, so it is never sent again unless the user asks.
+    `photo` is the file name of the image it was made from."""
+
+    def __init__(self, photo: str) -> None:
+        self.photo = photo
+        super().__init__(unanswered_sentence(photo))
+
+
 class ImageError(Onemin3DError):
     """The source image cannot be used (missing, unreadable, corrupt, too small, too big)."""
 
@@ -129,20 +145,62 @@ class OfflineError(Onemin3DError):
     """Blender's Allow Online Access switch is off, so no request was made."""
 
 
+#: What a paid generation whose record or result could not be fetched becomes, in the add-on's
+#: words (the command-line converter swaps in its own: see scripts/image_to_3d.py).
+FETCH_LATER = ("the generation is paid for and kept in the history: it is fetched again, free, the next time "
+               "the add-on starts, or when you press Re-import in the history")
+#: How a result is downloaded again (free: the generation's id is known), in the add-on's words.
+DOWNLOAD_AGAIN = "with Re-import in the history"
+#: How an unanswered generation is generated again on purpose, in the add-on's words.
+REGENERATE = "choose the photo and press Generate"
+
+#: Errors of the generation request that are refusals before any work: nothing was charged.
+_REFUSALS = (AuthError, CreditsExhausted, RateLimited, InvalidInput, OfflineError, ImageError)
+
+
+def may_have_run(err: BaseException) -> bool:
+    """Whether a failed generation request may still have been carried out (and charged):
+    False for the service's refusals (4xx, 429) and for requests that never left this machine."""
+    if isinstance(err, _REFUSALS):
+        return False
+    return bool(getattr(err, "may_have_run", True))
+
+
+def unanswered_sentence(photo: str, *, resend: str = "it is not sent again", how: str = REGENERATE) -> str:
+    """The one sentence that refuses to send an unanswered generation again, naming the photo."""
+    return (f"{photo}: its generation may already have been sent and charged, but its answer never arrived, "
+            f"so {resend}; to generate it again on purpose, {how}.")
+
+
+def _paid(err: BaseException) -> bool:
+    """A generation with a known id failed while its record or result was being fetched."""
+    return bool(getattr(err, "uuid", None)) and getattr(err, "stage", None) in ("poll", "download")
+
+
 def user_message(err: BaseException) -> str:
-    """One sentence a Blender user can act on: the problem, then the fix."""
+    """One sentence a Blender user can act on: the problem, then the fix.
+
+    The fix is true in the case at hand: a paid generation (its id known) is fetched again, free;
+    a generation request that may have run is not to be sent again blindly; anything refused or
+    never sent can simply be tried again."""
     msg = getattr(err, "message", "") or ""
+    paid = _paid(err)
     if isinstance(err, Cancelled):
         return "The job was cancelled; nothing was imported."
+    if isinstance(err, UnansweredGeneration):
+        return err.message
     if isinstance(err, OfflineError):
         return f"Online access is off, so nothing was sent: turn on {ONLINE_ACCESS_PATH}."
     if isinstance(err, AuthError):
-        return (f"1min.ai rejected the API key (HTTP {err.status}): set a valid key in {PREFS_PATH} "
-                "or in the ONEMIN_API_KEY environment variable.")
+        fix = f"set a valid key in {PREFS_PATH} or in the ONEMIN_API_KEY environment variable"
+        return (f"1min.ai rejected the API key (HTTP {err.status}): {fix}"
+                + (f"; {FETCH_LATER}." if paid else "."))
     if isinstance(err, CreditsExhausted):
         return "Your 1min.ai account has run out of credits: top up at 1min.ai, then try again."
     if isinstance(err, RateLimited):
         wait = f" {max(1, math.ceil(err.retry_after))} s" if err.retry_after else " a minute"
+        if paid:
+            return f"1min.ai is rate-limiting this key (too many requests): wait{wait}; {FETCH_LATER}."
         return f"1min.ai is rate-limiting this key (too many requests): wait{wait} and try again."
     if isinstance(err, InvalidInput):
         if err.status == 413:
@@ -151,32 +209,50 @@ def user_message(err: BaseException) -> str:
         cause = err.detail or msg or (err.code or "invalid request")
         return f"1min.ai refused the request ({_clip(cause)}): check the image and settings, then try again."
     if isinstance(err, ServerError):
-        return (f"1min.ai had a server error (HTTP {err.status}); no result arrived, "
-                "so wait a moment and try again (check the history first: credits may have been spent).")
+        head = f"1min.ai had a server error (HTTP {err.status})"
+        if paid:
+            return f"{head} while the result was being fetched: {FETCH_LATER}."
+        if err.stage == "generate":
+            return (f"{head} while generating, and no result arrived: the credits may have been spent, "
+                    "so check your 1min.ai history before you generate it again.")
+        if err.stage in ("prepare", "upload"):
+            return f"{head} during the upload; nothing was generated, so wait a moment and try again."
+        return f"{head}: wait a moment and try again."
     if isinstance(err, NetworkError):
-        return (f"Could not reach 1min.ai ({_clip(msg) or 'network error'}): check your internet "
-                f"connection, proxy and timeouts in {PREFS_PATH}.")
+        reason = _clip(msg) or "network error"
+        if paid:
+            return f"Could not reach 1min.ai ({reason}): check your internet connection and proxy; {FETCH_LATER}."
+        return (f"Could not reach 1min.ai ({reason}): check your internet connection, "
+                f"proxy and timeouts in {PREFS_PATH}.")
     if isinstance(err, GenerationFailed):
         return (f"1min.ai could not make a 3D result from this image ({_clip(msg) or err.status}): "
                 "try another photo with a clear subject, or try again later.")
     if isinstance(err, StillRunning):
-        return (f"1min.ai has not finished this job yet ({_clip(msg) or 'still running'}): it is kept in "
-                "the history, so resume it later; it will not be paid for twice.")
+        return (f"1min.ai has not finished this job yet ({_clip(msg) or 'still running'}): {FETCH_LATER}, "
+                "so it is never paid for twice.")
     if isinstance(err, GarbledResponse):
+        shown = _clip(msg) or "not JSON"
+        if paid:
+            return (f"1min.ai's answer came back garbled ({shown}): if a proxy, firewall or captive portal "
+                    f"sits in between, check it; {FETCH_LATER}.")
         ran = ("the generation may still have run, so check your 1min.ai history before trying again, "
                "and " if err.may_have_run else "")
-        return (f"1min.ai's answer came back garbled ({_clip(msg) or 'not JSON'}): {ran}if a proxy, firewall "
+        return (f"1min.ai's answer came back garbled ({shown}): {ran}if a proxy, firewall "
                 "or captive portal sits in between, check it, then try again later.")
     if isinstance(err, BadResponse):
+        if err.stage == "generate" and not err.uuid:
+            return (f"1min.ai sent an unexpected answer ({_clip(msg) or 'bad response'}): the generation may "
+                    "still have run, so check your 1min.ai history before you generate it again, and report "
+                    "it if it keeps happening.")
         return (f"1min.ai sent an unexpected answer ({_clip(msg) or 'bad response'}): try again later, "
                 "and report it if it keeps happening.")
     if isinstance(err, ImageError):
         return _sentence(msg or "The image cannot be used: choose a JPEG, PNG or WebP of at least 512×512.")
     if isinstance(err, ResultError):
-        return _sentence(msg or "The result from 1min.ai cannot be used: try generating again.")
+        return _sentence(msg or f"The result from 1min.ai cannot be used: download it again, free, {DOWNLOAD_AGAIN}.")
     if isinstance(err, ImportFailed):
-        return _sentence(msg or "Blender could not import the result: it is kept in the history, "
-                         "so re-import it or open the file by hand.")
+        return _sentence(msg or "Blender could not import the result: it is kept in the history, so re-import it "
+                         "(that downloads it again, free) or open the file by hand.")
     if isinstance(err, Onemin3DError):
         return _sentence(msg or "Something went wrong: see the system console for details.")
     return ("Unexpected internal error: see the system console for the details, and report it "

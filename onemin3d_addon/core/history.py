@@ -1,8 +1,8 @@
 """bpy-free, thread-safe: the durable job journal, one JSON file per job, always rewritten whole and atomically.
 
 `<folder>/history/<id>.json` holds everything needed to list, re-import or resume a job after
-Blender crashes or restarts: source, settings, state and stage, asset key, uuid, result file,
-credits, error and timings. Each save writes a temporary file in the same folder, fsyncs it and
+Blender crashes or restarts: source, settings, state and stage, asset key, whether the generation
+request went out, uuid, result file, credits, error and timings. Each save writes a temporary file in the same folder, fsyncs it and
 renames it over the old one, so a reader only ever sees a whole old or a whole new file.
 
 The API key is never written: `HistoryEntry` has no field for it, settings keys that name a
@@ -37,6 +37,12 @@ STATES = ("queued", "running", "done", "imported", "failed", "cancelled")
 #: a key fixed since). Resuming polls and downloads only: it never pays again.
 RESUMABLE_ERRORS = frozenset({"StillRunning", "NetworkError", "ServerError", "RateLimited",
                               "ResultUnavailable", "AuthError", "GarbledResponse"})
+#: failures of a generation with a uuid after which fetching it again cannot help: it failed on
+#: 1min.ai's side, or 1min.ai answered with something that names no result (or no such generation)
+DEAD_ERRORS = frozenset({"GenerationFailed", "BadResponse"})
+
+#: failures of the generation request that are the service's refusals: nothing was charged
+_REFUSED = frozenset({"AuthError", "CreditsExhausted", "RateLimited", "InvalidInput", "OfflineError", "ImageError"})
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SECRET_EXACT = frozenset({"key", "auth", "authorization", "bearer", "cookie"})
@@ -55,6 +61,8 @@ class HistoryEntry:
     state: str = "queued"       # queued | running | done | imported | failed | cancelled
     stage: str = "prepare"
     asset_key: str | None = None
+    #: the generation request may have reached 1min.ai (see pipeline.Checkpoint.sent)
+    generation_sent: bool = False
     uuid: str | None = None
     result_file: str | None = None
     result_kind: str | None = None
@@ -159,13 +167,16 @@ class History:
         """Jobs that got as far as a uuid or a result file but were neither imported nor ended for good.
 
         Included: queued/running (interrupted by a crash or restart) and done (downloaded, not yet
-        imported); failed only when the failure is in RESUMABLE_ERRORS ("not finished yet", or a
-        fault in fetching a paid generation that a later try can get past). Excluded: imported,
-        cancelled (the user asked to stop) and other failures.
+        imported); cancelled when its generation has a uuid but no result yet (paid for: the user
+        stopped the waiting, not the generation); failed only when the failure is in
+        RESUMABLE_ERRORS ("not finished yet", or a fault in fetching a paid generation that a later
+        try can get past). Excluded: imported, other cancelled jobs and other failures.
         """
         out = []
         for e in self.entries():
-            if not (e.uuid or e.result_file) or e.state in ("imported", "cancelled"):
+            if not (e.uuid or e.result_file) or e.state == "imported":
+                continue
+            if e.state == "cancelled" and not (e.uuid and not e.result_file):
                 continue
             if e.state == "failed" and e.error_kind not in RESUMABLE_ERRORS:
                 continue
@@ -263,6 +274,18 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def fetchable(e: HistoryEntry) -> bool:
+    """A generation with a uuid whose result polling and downloading again may still bring, free
+    (whatever stopped it: a crash, a cancel, a fault while fetching, a damaged download)."""
+    return bool(e.uuid) and not (e.state == "failed" and e.error_kind in DEAD_ERRORS)
+
+
+def unanswered(e: HistoryEntry) -> bool:
+    """The generation request may have reached 1min.ai (and been charged), but no uuid came back:
+    nothing can fetch it, and it is never sent again without the user asking."""
+    return e.generation_sent and not e.uuid and not e.result_file
+
+
 def is_secret_name(name: str) -> bool:
     """True for settings keys that name a secret: api_key, API-KEY, key, token, password, auth..."""
     norm = re.sub(r"[^a-z0-9]", "", name.lower())
@@ -306,6 +329,15 @@ def _validated(data: Any, stem: str) -> HistoryEntry:
     if data.get("id") != stem:
         raise ValueError(f"its id {data.get('id')!r} does not match its file name")
     known = {k: v for k, v in data.items() if k in _FIELDS}
+    if "generation_sent" not in known:
+        # Written before the flag existed: an asset key with no uuid, in a job that was interrupted
+        # or ended at the generation, may have been sent. Assume it was: never pay twice.
+        state, stage = known.get("state"), known.get("stage")
+        ended_there = stage == "generate" and (
+            state == "cancelled" or (state == "failed" and known.get("error_kind") not in _REFUSED))
+        known["generation_sent"] = bool(known.get("asset_key") and not known.get("uuid")
+                                        and not known.get("result_file")
+                                        and (state in ("queued", "running") or ended_there))
     entry = _entry(known)
     _check_types(entry)
     entry.version = SCHEMA_VERSION
@@ -327,7 +359,8 @@ def _check_types(e: HistoryEntry) -> None:
         "created": isinstance(e.created, _NUMBER), "updated": isinstance(e.updated, _NUMBER),
         "source_path": isinstance(e.source_path, str), "settings": isinstance(e.settings, dict),
         "state": isinstance(e.state, str),  # an unknown state (a newer version) is still listed "stage": isinstance(e.stage, str),
-        "asset_key": opt(e.asset_key, str), "uuid": opt(e.uuid, str), "result_file": opt(e.result_file, str),
+        "asset_key": opt(e.asset_key, str), "generation_sent": isinstance(e.generation_sent, bool),
+        "uuid": opt(e.uuid, str), "result_file": opt(e.result_file, str),
         "result_kind": opt(e.result_kind, str), "credits_used": opt(e.credits_used, int),
         "credits_left": opt(e.credits_left, int), "error": opt(e.error, str), "error_kind": opt(e.error_kind, str),
         "blend_file": opt(e.blend_file, str),

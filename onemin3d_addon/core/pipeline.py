@@ -2,9 +2,14 @@
 
 The job reports `(stage, fraction, message)` progress, stops at the next chunk or stage when its
 cancel Event is set, and calls `checkpoint` whenever something worth journalling became known
-(the asset key, the uuid, the final record, the result file), so that a crash or a restart can
-resume without paying twice: `run(..., resume=checkpoint)` goes on from the furthest point
-reached, and never sends a generation again.
+(the asset key, that the generation request is about to go out, the uuid, the final record, the
+result file), so that a crash or a restart can resume without paying twice: `run(...,
+resume=checkpoint)` goes on from the furthest point reached, and never sends a generation again.
+
+Asynchronous requests are the default: the generation's uuid comes back at once and is journalled
+before anything else happens, so an interrupted job is fetched later, free. A synchronous
+generation that was sent but never answered has no uuid to fetch it by; a resume refuses it
+(`UnansweredGeneration`) rather than pay for it again.
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from .client import (
     RetryPolicy,
     Timeouts,
 )
-from .errors import Cancelled, Onemin3DError, ResultError, get_logger
+from .errors import (
+    DOWNLOAD_AGAIN,
+    Cancelled,
+    Onemin3DError,
+    ResultError,
+    UnansweredGeneration,
+    get_logger,
+    may_have_run,
+)
 
 log = get_logger(__name__)
 
@@ -47,9 +60,9 @@ class Request:
     result_dir: Path  # results land here (the cache / result folder)
     base_url: str = DEFAULT_BASE_URL
     asset_base_url: str | None = None
-    use_async: bool = False
+    use_async: bool = True  # start, then poll: an interrupted job keeps its uuid (see the module doc)
     timeouts: Timeouts = Timeouts()
-    poll_interval: float = 2.0
+    poll_interval: float = 1.0  # the first wait between polls; it grows ×1.5 up to 10 s
     poll_deadline: float = 900.0
     max_side: int = 2048
     allow_upscale: bool = False
@@ -67,6 +80,9 @@ class Checkpoint:
     uuid: str | None = None
     record: GenerationRecord | None = None
     result_file: Path | None = None
+    #: the generation request may have reached 1min.ai (journalled just before it is sent, cleared
+    #: when the service refused it or it never left): with no uuid, it may be charged yet unfetchable
+    sent: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,9 +99,9 @@ def run(request: Request, *, progress: ProgressFn | None = None, cancel: threadi
     """Run one job to a result file in `request.result_dir`.
 
     `resume`: with a `result_file` that still holds a result, return it at once; with a
-    successful `record`, download it; with a `uuid`, poll it, then download. A checkpoint that
-    has an asset key but no uuid cannot be resumed (the generation may have been sent already,
-    and it is never sent twice): that raises an error saying so.
+    successful `record`, download it; with a `uuid`, poll it, then download. A checkpoint whose
+    generation was `sent` but has no uuid is refused with `UnansweredGeneration` (it may have
+    been charged, and it is never sent twice); any other checkpoint starts over from the photo.
 
     Errors are our `Onemin3DError`s with `.stage` set to the stage they happened in.
     """
@@ -123,11 +139,9 @@ class _Job:
                     uuid = self.state.uuid or (record.uuid if record is not None else None)
                     if uuid is not None:
                         record = self._poll(client, uuid)
-                    elif self.state.asset_key is not None:
+                    elif self.state.sent:
                         self._enter("generate")
-                        raise Onemin3DError(
-                            "This job cannot be resumed: its generation may already have been sent, but its "
-                            "id never arrived. Check your 1min.ai history, or start the job again.")
+                        raise UnansweredGeneration(req.image_path.name)
                     else:
                         key = self._upload(client, self._prepare(work_dir))
                         record = self._generate(client, key)
@@ -135,7 +149,8 @@ class _Job:
             self._leave()
             kind = results.sniff_file(file)
             if kind is None:  # the client sniffed it while downloading; this is belt and braces
-                raise ResultError(f"The downloaded result {file.name} cannot be read back: try again.")
+                raise ResultError(f"The downloaded result {file.name} cannot be read back: download it "
+                                  f"again, free, {DOWNLOAD_AGAIN}.")
             self.timings["total"] = time.perf_counter() - started
             log.info("job for %s done in %.2f s: %s (%s)", req.image_path.name, self.timings["total"],
                      file.name, kind)
@@ -143,6 +158,8 @@ class _Job:
         except Onemin3DError as err:
             if err.stage is None:
                 err.stage = self.stage
+            if err.uuid is None:
+                err.uuid = self.state.uuid
             raise
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -198,8 +215,17 @@ class _Job:
                 self._enter("poll")
             self._report_poll(record, time.monotonic() - polling_since[0])
 
-        record = client.generate_3d(key, req.use_async, poll_interval=req.poll_interval,
-                                    deadline=req.poll_deadline, on_record=on_record)
+        # Journalled before the request leaves: from here on, a crash means "may have been charged".
+        self._save(sent=True)
+        try:
+            record = client.generate_3d(key, req.use_async, poll_interval=req.poll_interval,
+                                        deadline=req.poll_deadline, on_record=on_record)
+        except Onemin3DError as err:
+            if err.uuid is not None and self.state.uuid is None:
+                self._save(uuid=err.uuid)  # it ran and failed (or outlived polling): it has an id
+            elif self.state.uuid is None and not may_have_run(err):
+                self._save(sent=False)  # refused, or never left this machine: nothing was charged
+            raise
         self._save(uuid=record.uuid, record=record)
         self.report(self.stage, 1.0, self._credits_text(record))
         return record
@@ -243,10 +269,12 @@ class _Job:
         self._stage_started = now
 
     def _save(self, *, asset_key: str | None = None, uuid: str | None = None,
-              record: GenerationRecord | None = None, result_file: Path | None = None) -> None:
+              record: GenerationRecord | None = None, result_file: Path | None = None,
+              sent: bool | None = None) -> None:
         s = self.state
         self.state = Checkpoint(asset_key=asset_key or s.asset_key, uuid=uuid or s.uuid,
-                                record=record or s.record, result_file=result_file or s.result_file)
+                                record=record or s.record, result_file=result_file or s.result_file,
+                                sent=s.sent if sent is None else sent)
         if self.on_checkpoint is not None:
             self.on_checkpoint(self.state)
 

@@ -92,6 +92,7 @@ def make_request(stand_in: FakeOneMinServer, api_key: str, photo: Path, result_d
     kw.setdefault("timeouts", QUICK)
     kw.setdefault("retry", FAST)
     kw.setdefault("poll_interval", 0.02)
+    kw.setdefault("use_async", False)  # these tests were written for one mode; async ones say so
     return Request(photo, api_key, result_dir, base_url=stand_in.base_url, **kw)
 
 
@@ -511,7 +512,7 @@ def test_polling_past_the_deadline_says_the_job_can_be_resumed(
     checkpoints: list[Checkpoint] = []
     err = fails(make_request(stand_in, api_key, photo, result_dir, use_async=True, poll_deadline=0.3),
                 checkpoint=checkpoints.append)
-    text = assert_clean_failure(err, StillRunning, "not finished", "resume it later", stage="poll",
+    text = assert_clean_failure(err, StillRunning, "not finished", "fetched again, free", stage="poll",
                                 api_key=api_key, result_dir=result_dir)
     assert "paid for twice" in text
     assert isinstance(err, StillRunning) and err.uuid == checkpoints[-1].uuid

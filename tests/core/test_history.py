@@ -176,7 +176,9 @@ def test_resumable_lists_what_can_still_pay_off(tmp_path: Path) -> None:
     }
     for i, (job_id, over) in enumerate(cases.items()):
         h.save(full_entry(job_id, created=1000.0 - i, **over))
-    assert [e.id for e in h.resumable()] == ["crashed-polling", "downloaded", "queued-uuid", "not-finished"]
+    # a cancelled generation with a uuid is paid for: the next start fetches it (not the one with no uuid)
+    assert [e.id for e in h.resumable()] == ["crashed-polling", "downloaded", "queued-uuid", "not-finished",
+                                             "cancelled"]
 
 
 def test_remove_forgets_and_optionally_deletes_only_files_inside_the_folder(tmp_path: Path) -> None:

@@ -15,7 +15,13 @@ from PIL import Image
 
 from onemin3d_addon.core import pipeline, results
 from onemin3d_addon.core.client import GenerationRecord, RetryPolicy, Timeouts
-from onemin3d_addon.core.errors import Cancelled, ImageError, Onemin3DError, user_message
+from onemin3d_addon.core.errors import (
+    Cancelled,
+    ImageError,
+    Onemin3DError,
+    UnansweredGeneration,
+    user_message,
+)
 from onemin3d_addon.core.pipeline import STAGES, Checkpoint, Request
 
 FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05, max_retry_after=0.3, not_found_retries=3)
@@ -52,6 +58,7 @@ def make_request(stand_in: FakeOneMinServer, api_key: str, image: Path, result_d
     kw.setdefault("timeouts", QUICK)
     kw.setdefault("retry", FAST)
     kw.setdefault("poll_interval", 0.02)
+    kw.setdefault("use_async", False)  # these tests were written for one mode; async ones say so
     return Request(image, api_key, result_dir, base_url=stand_in.base_url, **kw)
 
 
@@ -90,14 +97,16 @@ def test_a_job_runs_every_stage_in_order_and_lands_in_the_result_folder(
     assert [p.name for p in result_dir.iterdir()] == [result.file.name]
     assert result.source_image == photo and result.record.succeeded
     assert set(result.timings) >= set(expected) | {"total"}
-    # the checkpoints grow: asset key, then uuid (and record), then the file
+    # the checkpoints grow: asset key, then "sent" (before the generation request leaves), then
+    # uuid (and record), then the file
     cps = rec.checkpoints
-    assert cps[0].asset_key and cps[0].uuid is None
+    assert cps[0].asset_key and cps[0].uuid is None and not cps[0].sent
+    assert cps[1].sent and cps[1].uuid is None and cps[1].asset_key == cps[0].asset_key
     assert next(c for c in cps if c.uuid).asset_key == cps[0].asset_key
     assert cps[-2].record is not None and cps[-2].record.succeeded and cps[-2].result_file is None
     assert cps[-1].result_file == result.file and cps[-1].uuid == result.record.uuid
     if use_async:
-        assert cps[1].record is not None and cps[1].record.status == "PROCESSING"
+        assert cps[2].record is not None and cps[2].record.status == "PROCESSING"
 
 
 def test_transfer_progress_comes_from_bytes(stand_in: FakeOneMinServer, api_key: str, tmp_path: Path,
@@ -199,14 +208,24 @@ def test_resume_with_a_processing_record_polls_its_uuid(stand_in: FakeOneMinServ
     assert result.record.succeeded and stand_in.count("POST", "/api/features") == 1
 
 
-def test_a_checkpoint_without_a_uuid_is_never_generated_again(stand_in: FakeOneMinServer, api_key: str,
-                                                              photo: Path, result_dir: Path) -> None:
-    with pytest.raises(Onemin3DError) as info:
+def test_a_sent_generation_without_a_uuid_is_never_generated_again(stand_in: FakeOneMinServer, api_key: str,
+                                                                   photo: Path, result_dir: Path) -> None:
+    with pytest.raises(UnansweredGeneration) as info:
         pipeline.run(make_request(stand_in, api_key, photo, result_dir),
-                     resume=Checkpoint(asset_key="images/2025_01_01_00_00_00_000_vase.jpg"))
+                     resume=Checkpoint(asset_key="images/2025_01_01_00_00_00_000_vase.jpg", sent=True))
     assert info.value.stage == "generate"
-    assert "cannot be resumed" in user_message(info.value)
+    assert user_message(info.value) == (
+        "vase.jpg: its generation may already have been sent and charged, but its answer never arrived, so it "
+        "is not sent again; to generate it again on purpose, choose the photo and press Generate.")
     assert stand_in.requests == []
+
+
+def test_an_asset_key_whose_generation_never_left_starts_over(stand_in: FakeOneMinServer, api_key: str,
+                                                              photo: Path, result_dir: Path) -> None:
+    result = pipeline.run(make_request(stand_in, api_key, photo, result_dir),
+                          resume=Checkpoint(asset_key="images/2025_01_01_00_00_00_000_vase.jpg"))
+    assert result.record.succeeded
+    assert stand_in.count("POST", "/api/assets") == 1 and stand_in.generations == 1
 
 
 def test_cancel_during_the_upload_stops_it(stand_in: FakeOneMinServer, api_key: str, tmp_path: Path,
