@@ -108,7 +108,9 @@ def test_cancel_leaves_no_objects_no_thread_and_is_journalled(addon, stand_in, p
 
     from onemin3d_addon import api
 
-    # held until the end of the test: only the cancel can end the job
+    # held until the end of the test: only the cancel can end the job (a synchronous one: an
+    # asynchronous job waits for the generation's short answer, which holds its uuid)
+    addon.request_mode = 'SYNC'
     stand_in.hold(stage)
     objects_before, meshes_before = len(bpy.data.objects), len(bpy.data.meshes)
     job = api.submit(photo)

@@ -92,6 +92,7 @@ def test_running_jobs_show_stage_progress_and_a_cancel_button(addon, stand_in, p
     from onemin3d_addon import api
     from onemin3d_addon.blender import panels
 
+    addon.request_mode = 'SYNC'
     stand_in.hold("generate")  # the service says nothing until the job is cancelled
     job = api.submit(photo)
     item = bpy.context.window_manager.onemin3d.jobs

@@ -78,12 +78,15 @@ def test_enable_disable_three_times_with_a_job_in_flight_leaves_nothing(blender,
     if addon_harness.addon_enabled():
         disable()
     assert _footprint() == NOTHING
-    stand_in.latency = 3.0
+    # a synchronous generation never answered: unregister must end the job, not wait for it
+    # (asynchronous jobs cut off this way are resumed by the next register: not what this test is about)
+    stand_in.hold("generate")
     photo = make_photo(tmp_path / "p.jpg")
     for cycle in range(3):
         enable()
         p = prefs()
         p.api_key, p.base_url, p.result_folder = api_key, stand_in.base_url, str(tmp_path / "results")
+        p.request_mode = 'SYNC'
         seen = _footprint()
         assert seen["classes"] == sorted(CLASSES)
         assert seen["ops"] == sorted(OPERATORS)
@@ -93,13 +96,11 @@ def test_enable_disable_three_times_with_a_job_in_flight_leaves_nothing(blender,
 
         job = api.submit(photo)
         assert bpy.app.timers.is_registered(api.runtime.pump), "a job runs: the timer must be registered"
-        while job.stage not in {"generate", "poll"}:
+        while job.stage != "generate" or not stand_in.count("POST", "/api/features") == cycle + 1:
             api.pump()
             time.sleep(0.01)
         assert worker_threads()
-        started = time.monotonic()
         disable()
-        assert time.monotonic() - started < 5.0, f"cycle {cycle}: unregister took too long"
         assert _footprint() == NOTHING, f"cycle {cycle}"
     assert "onemin3d" not in bpy.types.Scene.bl_rna.properties
 
