@@ -56,8 +56,8 @@ def quick(req: Request, *, progress: Callable[[str, float, str], None], cancel: 
     return result_for(req)
 
 
-def drain(runner: JobRunner, n_terminal: int, timeout: float = 10.0) -> list[Event]:
-    """Events until `n_terminal` Done/Failed arrived; fails the test on timeout."""
+def drain(runner: JobRunner, n_terminal: int, timeout: float = 60.0) -> list[Event]:
+    """Events until `n_terminal` Done/Failed arrived; fails the test on timeout (a guard, not a figure)."""
     events: list[Event] = []
     deadline = time.monotonic() + timeout
     while sum(isinstance(e, Done | Failed) for e in events) < n_terminal:
@@ -72,7 +72,7 @@ def workers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("onemin3d-worker-")]
 
 
-def wait_no_workers(timeout: float = 2.0) -> None:
+def wait_no_workers(timeout: float = 30.0) -> None:  # a guard: returns once they are gone
     deadline = time.monotonic() + timeout
     while workers() and time.monotonic() < deadline:
         time.sleep(0.005)
