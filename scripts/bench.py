@@ -18,7 +18,7 @@ ROOT = SCRIPTS.parent
 BENCHMARKS = {
     "client": "the pipeline's overhead over the stand-in's latency, against raw transfer (issue 2)",
     "import": "scene import against the numpy lower bound and Blender's own routes (issue 3)",
-    "ui": "submit latency and main-thread pump ticks while jobs run (issue 4)",
+    "ui": "submit, operator, pump ticks, cancel, unregister and shutdown, against a job and an import (issues 4, 12)",
     "batch": "the headless batch converter's wall time against the ideal (issue 5)",
 }
 
