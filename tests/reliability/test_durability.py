@@ -293,7 +293,7 @@ def test_a_kill_during_a_synchronous_generation_is_not_paid_again_on_resume(
     assert _generations(stand_in, photo.name) == 1, "the resume paid for the generation a second time"
     item = json.loads((folder / "report.json").read_text(encoding="utf-8"))["items"][0]
     assert item["status"] == "failed" and "may already have been sent" in item["error"], item
-    assert "run this image again without --resume" in item["error"], item
+    assert f"--regenerate {photo.name}" in item["error"], item  # how to generate it again on purpose
 
 
 _KILLED_SESSION = textwrap.dedent("""
