@@ -48,7 +48,7 @@ spends its credits (the origin worked, the answer was lost); 4xx faults refuse b
               huge-content-length redirect-scheme never-ends result-404 gzip gzip-bomb
     record    status-failure temporary-url-empty temporary-url-missing temporary-url-toplevel
               hostile-key key-is-url
-    content   corrupt-result invalid-glb zip-traversal zip-bomb
+    content   corrupt-result invalid-glb zip-traversal zip-bomb hostile-refs
 
 Parameters (all optional): 400:X ``message``, ``details``; credits ``status`` (400) and ``code``
 (``INSUFFICIENT_CREDITS``): the insufficient-credits shape is unknown, so the stand-in plays
@@ -64,6 +64,21 @@ reset); huge-content-length ``length`` (10**12); redirect-scheme ``location``
 inflated, starting with the real result's first bytes); html-instead-of-json ``status`` (200); status-failure ``message`` and
 ``status`` (FAILURE); hostile-key ``key`` (``../../x``); corrupt-result ``size``;
 key-is-url (resultObject holds an http URL); zip-traversal ``names``; zip-bomb ``size`` (300 MiB inflated) and ``lie`` (headers declare 1 KiB).
+
+**Hostile references** (``hostile-refs``): the model result names a file of the user's instead of
+its own texture, to check that importing it reads nothing outside the result. ``marker`` is that
+private file (default ``<tmp>/onemin3d-private-marker.png``; the test decides where it lives);
+``target`` what names it: ``image`` (a glTF ``images[].uri``, the default for glb and zip-gltf),
+``buffer`` (a new glTF buffer whose bytes the texture is read from), ``map`` (the ``.mtl``'s
+``map_Kd``, ``bump -bm 1.0`` and ``map_Ks -o 0 0 0 -s 1 1 1`` lines, the default for zip-obj) or
+``mtllib`` (an ``mtllib`` line of the ``.obj``; then ``marker`` should be a private ``.mtl``);
+``form`` how: ``absolute`` (the default), ``parent`` (``../`` out of any folder, then down),
+``file-url``, ``http`` (``url``, default ``<stand-in>/hostile/<marker name>``, whose requests the
+stand-in counts), ``unc`` (``//tmp/...``: a UNC name that Linux reads as ``/tmp/...``),
+``unc-backslash``, ``drive`` (``C:\\...``), ``percent`` (``parent`` percent-encoded) or
+``data-oversize`` (a ``data:`` image of ``size`` bytes, default 2 MiB); ``symlink`` (zips only)
+ships the texture as a link to ``marker``. ``model`` ships that local file (e.g. an FBX exported
+by Blender that names a private texture) alone in a zip instead of the computed result.
 
 **Kills.** `kill_at(event, nth=k, pid=p, when=...)` sends SIGKILL to process `p` from inside
 the stand-in, at the `k`-th request of `event` counted from the call: ``upload``, ``generate``,
@@ -166,6 +181,7 @@ FAULTS: dict[str, tuple[str, frozenset[str]]] = {
     "hostile-key": ("record", _RECORD_STAGES), "key-is-url": ("record", _RECORD_STAGES),
     "corrupt-result": ("content", _DOWNLOAD), "invalid-glb": ("content", _DOWNLOAD),
     "zip-traversal": ("content", _DOWNLOAD), "zip-bomb": ("content", _DOWNLOAD),
+    "hostile-refs": ("content", _DOWNLOAD),
 }
 KNOWN_400_CODES = ("UNSUPPORTED_MODEL", "MISSING_REQUIRED_FIELDS", "UNKNOWN_ERROR",
                    "EXTERNAL_API_RESPONSE_WITH_ERROR")
@@ -534,6 +550,115 @@ def zip_traversal(names: tuple[str, ...]) -> bytes:
             info.filename = name  # ZipInfo() would tidy the name; a hostile server does not
             zf.writestr(info, "written outside the result folder\n")
     return buf.getvalue()
+
+
+HOSTILE_FORMS = ("absolute", "parent", "file-url", "http", "unc", "unc-backslash", "drive", "percent",
+                 "data-oversize", "symlink")
+HOSTILE_TARGETS = ("image", "buffer", "map", "mtllib")
+DEFAULT_MARKER = os.path.join(tempfile.gettempdir(), "onemin3d-private-marker.png")
+
+
+def hostile_reference(form: str, marker: str, url: str = "", size: int = 2 << 20) -> str:
+    """How a hostile model names the private file `marker` (an absolute path) in the form `form`."""
+    inner = marker.replace("\\", "/").lstrip("/")
+    climb = "../" * 24 + inner  # out of any folder up to the root, then down to the marker
+    forms = {
+        "absolute": marker, "parent": climb, "file-url": "file://" + quote(marker.replace("\\", "/")),
+        "http": url, "unc": "//" + inner, "unc-backslash": "\\\\" + inner.replace("/", "\\"),
+        "drive": "C:\\" + inner.replace("/", "\\"), "percent": quote(climb, safe=""),
+    }
+    if form == "data-oversize":  # random bytes: they do not deflate, so a zip of it is no bomb
+        noise = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+        return "data:image/png;base64," + base64.b64encode(noise).decode("ascii")
+    if form not in forms:
+        raise ValueError(f"unknown hostile-refs form {form!r}; known: {', '.join(HOSTILE_FORMS)}")
+    return forms[form]
+
+
+def _glb_parts(data: bytes) -> tuple[dict[str, Any], bytes]:
+    length = struct.unpack_from("<I", data, 12)[0]
+    doc = json.loads(data[20:20 + length])
+    rest = data[20 + length:]
+    binary = rest[8:8 + struct.unpack_from("<I", rest, 0)[0]] if len(rest) >= 8 else b""
+    return doc, binary
+
+
+def _hostile_gltf(doc: dict[str, Any], target: str, ref: str, marker: str) -> None:
+    image = doc["images"][0]
+    if target == "image":
+        image.pop("bufferView", None)
+        image["uri"] = ref
+    elif target == "buffer":  # the texture's bytes come from a buffer that names the private file
+        length = os.path.getsize(marker) if os.path.isfile(marker) else 4096
+        doc["buffers"].append({"uri": ref, "byteLength": length})
+        doc["bufferViews"].append({"buffer": len(doc["buffers"]) - 1, "byteOffset": 0, "byteLength": length})
+        image.pop("uri", None)
+        image["bufferView"] = len(doc["bufferViews"]) - 1
+    else:
+        raise ValueError(f"hostile-refs target {target!r} does not apply to a glTF result (image, buffer)")
+
+
+def _symlink_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, time.localtime()[:6])
+    info.create_system = 3  # Unix, so the mode bits below mean a symbolic link
+    info.external_attr = (0o120777 << 16)
+    return info
+
+
+def hostile_refs(data: bytes, *, form: str = "absolute", target: str = "", marker: str = DEFAULT_MARKER,
+                 url: str = "", size: int = 2 << 20, model: str = "", base_url: str = "") -> bytes:
+    """The result `data` (a GLB, or a zip of a glTF or an OBJ) made to name the private file `marker`.
+
+    See "Hostile references" in the module docstring for the parameters.
+    """
+    if model:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.write(model, os.path.basename(model))
+        return buf.getvalue()
+    marker = os.path.abspath(marker)
+    url = url or f"{base_url}/hostile/{quote(os.path.basename(marker))}"
+    ref = "" if form == "symlink" else hostile_reference(form, marker, url, int(size))
+    if data[:4] == b"glTF":
+        if form == "symlink":
+            raise ValueError("hostile-refs form 'symlink' needs a zip result (zip-gltf or zip-obj)")
+        doc, binary = _glb_parts(data)
+        _hostile_gltf(doc, target or "image", ref, marker)
+        return pack_glb(doc, binary)
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        members = {name: src.read(name) for name in src.namelist()}
+    if form == "symlink":
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, body in members.items():
+                if name == "texture.png":
+                    zf.writestr(_symlink_info(name), marker)  # a link's body is its target
+                else:
+                    zf.writestr(name, body)
+        return out.getvalue()
+    if "model.gltf" in members:
+        doc = json.loads(members["model.gltf"])
+        _hostile_gltf(doc, target or "image", ref, marker)
+        members["model.gltf"] = json.dumps(doc, indent=1).encode()
+    elif "model.obj" in members:
+        target = target or "map"
+        if target == "map":
+            members["model.mtl"] = (_MTL.replace("map_Kd texture.png\n", f"map_Kd {ref}\n")
+                                    + f"bump -bm 1.0 {ref}\nmap_Ks -o 0 0 0 -s 1 1 1 {ref}\n").encode()
+        elif target == "mtllib":
+            # the private library comes last, so its "photo" (and its texture) would win
+            members["materials.mtl"] = members.pop("model.mtl")
+            members["model.obj"] = members["model.obj"].replace(
+                b"mtllib model.mtl\n", f"mtllib materials.mtl\nmtllib {ref}\n".encode())
+        else:
+            raise ValueError(f"hostile-refs target {target!r} does not apply to an OBJ result (map, mtllib)")
+    else:
+        raise ValueError("hostile-refs needs a glb, zip-gltf or zip-obj result")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, body in members.items():
+            zf.writestr(name, body)
+    return out.getvalue()
 
 
 def _gzip(data: bytes) -> bytes:
@@ -1459,7 +1584,7 @@ class _Handler(BaseHTTPRequestHandler):
             if data is not None:
                 content = stand_in._take("download", "content")
                 if content is not None:
-                    reply.body = _content_fault(content, data)
+                    reply.body = _content_fault(content, data, stand_in.base_url)
                 return _ranged(reply, self.headers.get("Range"))
             return reply
         if not path.startswith("/api/"):
@@ -1639,7 +1764,7 @@ def _ranged(reply: Reply, header: str | None) -> Reply:
     return Reply(206, reply.body[start:end + 1], reply.content_type, reply.headers, is_json=False)
 
 
-def _content_fault(fault: Fault, data: bytes) -> bytes:
+def _content_fault(fault: Fault, data: bytes, base_url: str = "") -> bytes:
     params = fault.params
     if fault.name == "corrupt-result":
         size = int(params.get("size", max(64, len(data))))
@@ -1654,6 +1779,8 @@ def _content_fault(fault: Fault, data: bytes) -> bytes:
         return zip_traversal(tuple([names] if isinstance(names, str) else names))
     if fault.name == "zip-bomb":
         return zip_bomb(int(params.get("size", 300 << 20)), bool(params.get("lie", False)))
+    if fault.name == "hostile-refs":
+        return hostile_refs(data, base_url=base_url, **params)
     return data
 
 

@@ -1264,12 +1264,19 @@ def _extract_folder(zip_path: Path) -> Path:
     return zip_path.with_name(f"{zip_path.stem}_files")
 
 
-def _model_file(path: Path) -> tuple[Path, str]:
-    """The file to hand to an importer, and its suffix; a zip is extracted safely first."""
+def _checked_folder(model: Path) -> Path:
+    # Checked copies of a lone model (its external references dropped) go beside it, never over it.
+    return model.with_name(f"{model.name}_checked")
+
+
+def _model_file(path: Path) -> tuple[Path, str, list[Path] | None]:
+    """The file to hand to an importer, its suffix, and the files extracted with it (None: not a zip);
+    a zip is extracted safely first."""
     kind = results.sniff_file(path)
+    extracted: list[Path] | None = None
     if kind == "zip" or (kind is None and path.suffix.lower() == ".zip"):
         folder = _extract_folder(path)
-        results.safe_extract_zip(path, folder)
+        extracted = results.safe_extract_zip(path, folder)
         model = results.find_model_in_dir(folder)
         if model is None:
             raise ImportFailed(f"The archive '{path.name}' holds no 3D model (glTF, GLB, OBJ, FBX, PLY or STL): "
@@ -1279,28 +1286,44 @@ def _model_file(path: Path) -> tuple[Path, str]:
     if suffix not in _IMPORTERS:
         raise ImportFailed(f"'{path.name}' is not a 3D model Blender can import here "
                            "(glTF, GLB, OBJ, FBX, PLY or STL).")
-    return path, suffix
+    return path, suffix, extracted
 
 
 def import_model(path: str | os.PathLike[str], *, collection: bpy.types.Collection, target_size: float = 2.0
                  ) -> list[bpy.types.Object]:
     """Import a 3D model (or a zip holding one) into `collection`; return its objects.
 
+    The importer reads only files that came with the result: before it runs, every file the
+    model names (glTF uris, OBJ mtllib, MTL texture maps) is checked by core.model_refs and
+    dropped, with a warning, unless it is one of the result's own files; right after it runs,
+    any datablock it made from a file outside the result is removed (`_drop_outside_files`).
+
     The objects are found by comparing bpy.data before and after Blender's importer; the
     glTF importer's wrapper empties are removed (their children keep their transforms); the
     model is scaled uniformly so its longest side is `target_size` and stands with the centre
     of its base on the 3D cursor.
     """
+    from ..core import model_refs  # here, not at the top: this region is the model import's own
+
     path = Path(path)
     with _all_or_nothing(f"the model '{path.name}'") as created:
-        model, suffix = _model_file(path)
+        model, suffix, extracted = _model_file(path)
+        if extracted is not None:  # the add-on's own extracted copy: checked in place
+            checked = model_refs.check_model(model, root=_extract_folder(path), files=extracted, fmt=suffix)
+        else:  # a lone file in the shared result folder brought nothing else with it
+            checked = model_refs.check_model(model, root=model.parent, files=[model],
+                                             out_dir=_checked_folder(model), fmt=suffix)
+        for warning in checked.warnings:
+            created.warn(warning)
         _ensure_object_mode()
         with created.diff() as new_ids:
             try:
-                outcome = _IMPORTERS[suffix](model)
+                outcome = _IMPORTERS[suffix](checked.path)
             except RuntimeError as exc:  # the importer's own error report
                 raise ImportFailed(f"Blender's importer could not read '{model.name}' ({_short(exc)}): "
                                    "the file may be damaged, so generate the result again.") from exc
+        # At once, before anything can pack, draw or save what the importer loaded.
+        _drop_outside_files(new_ids, checked, model, created, embedded_pixels=suffix == ".fbx")
         if "FINISHED" not in outcome:
             raise ImportFailed(f"Blender's importer refused '{model.name}': the file may be damaged, "
                                "so generate the result again.")
@@ -1323,6 +1346,44 @@ def import_model(path: str | os.PathLike[str], *, collection: bpy.types.Collecti
                 obj[KIND_PROPERTY] = "MODEL"
         _select_if_in_view_layer(collection, objects)
         return objects
+
+
+#: the datablocks that read a file (`filepath`), by ID type, and what a user calls each
+_FILE_BACKED = {"IMAGE": "texture", "MOVIECLIP": "movie clip", "SOUND": "sound", "LIBRARY": "linked library",
+                "VOLUME": "volume", "FONT": "font", "CACHEFILE": "cache file", "TEXT": "text"}
+
+
+def _drop_outside_files(new_ids: list[Any], checked: Any, model: Path, created: _Created, *,
+                        embedded_pixels: bool) -> None:
+    """Remove every datablock the importer just made from a file the result did not bring.
+
+    The second line of defence after core.model_refs, and the only one for FBX (no hook): an
+    image, movie clip, sound, library, volume, font, cache file or text whose path (made
+    absolute, links resolved) is not one of the result's files is removed, with a warning,
+    before anything can pack it. An FBX image whose pixels the file itself embeds (already
+    packed from the model's own bytes) is kept, its stale path pointed into the result's folder.
+    """
+    doomed: list[Any] = []
+    for id_block in new_ids:
+        filepath = getattr(id_block, "filepath", None)
+        if not isinstance(filepath, str) or not filepath or filepath == "<builtin>":
+            continue
+        resolved = bpy.path.abspath(filepath, library=getattr(id_block, "library", None))
+        reason = checked.refusal(resolved)
+        if reason is None:
+            continue
+        if (embedded_pixels and isinstance(id_block, bpy.types.Image) and id_block.packed_file is not None):
+            name = Path(filepath.replace("\\", "/")).name or id_block.name
+            id_block.filepath_raw = str(checked.root / name)
+            log.info("%s: kept the embedded pixels of '%s' and pointed it into the result's folder",
+                     model.name, filepath)
+            continue
+        what = _FILE_BACKED.get(getattr(id_block, "id_type", ""), "file")
+        created.warn(f"Ignored the {what} '{filepath}' in {model.name}: {reason}.")
+        doomed.append(id_block)
+    if doomed:
+        bpy.data.batch_remove(doomed)
+        new_ids[:] = [i for i in new_ids if _alive(i)]
 
 
 def _remove_wrappers(objects: list[bpy.types.Object], world: dict[int, Matrix]) -> list[bpy.types.Object]:

@@ -44,6 +44,10 @@ _KIND_ALIASES: dict[str, tuple[str, ...]] = {"jpeg": (".jpg", ".jpeg", ".jpe", "
 #: model files `find_model_in_dir` looks for, best first
 MODEL_SUFFIXES = (".glb", ".gltf", ".obj", ".fbx", ".ply", ".stl")
 
+#: the most one result may hold once decoded: a download's cap (the client's `max_download_bytes`
+#: default) and the cap on what a model embeds in data: URIs (core.model_refs)
+MAX_RESULT_BYTES = 512 * 1024 * 1024
+
 _SNIFF_BYTES = 4096
 _JSON_SNIFF_BYTES = 4 * 1024 * 1024  # "asset" may follow a long "buffers" array in a .gltf
 
