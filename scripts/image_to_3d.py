@@ -1030,9 +1030,12 @@ class Batch:
         message = cli_message(error, photo) if error is not None else (job.error_message or "failed")
         if stage == "import" and item.result_file is not None:
             # --resume downloads it again (free: the uuid is known) rather than re-read this file
-            again = ("download it again and retry, free (if it fails the same way, add --regenerate "
-                     f"{_quoted(photo)} for a new, paid generation)" if job.entry.uuid else "retry, free")
-            message += f" The result is kept in {item.result_file}; run again with --resume to {again}."
+            if job.entry.uuid:
+                message += (f" The result is kept in {item.result_file}. Before a new, paid generation (add "
+                            f"--regenerate {_quoted(photo)} to --resume), run again with --resume: it downloads "
+                            "the result again and retries, free.")
+            else:
+                message += f" The result is kept in {item.result_file}; run again with --resume to retry, free."
         item.fail(message, stage=stage, error_type=type(error).__name__ if error else "Error")
         log.info("%s failed at %s: %r", item.given, stage, error)
         if isinstance(error, errors.AuthError | errors.CreditsExhausted) and not self.stopped_because:
@@ -1256,6 +1259,7 @@ def cli_message(err: BaseException, photo: str | None = None) -> str:
         ("and if the same comes back, generate it again.",
          f"and if the same comes back, add --regenerate {name} to generate it again."),
         ("re-import it (that downloads it again, free)", "run again with --resume (that downloads it again, free)"),
+        ("re-download it from the history", "run again with --resume to download it again, free"),
         ("choose another result folder in the add-on preferences", "choose another --result-dir"),
     ):
         text = text.replace(ui, cli)

@@ -343,3 +343,258 @@ def test_script_takes_its_arguments_after_the_double_dash_under_blender():
                "--python", str(CLI), "--", "a.jpg", "--output", "o.blend"]
     assert image_to_3d.script_argv(blender) == ["a.jpg", "--output", "o.blend"]
     assert image_to_3d.script_argv([str(CLI), "b.jpg", "--", "c.jpg"]) == ["b.jpg", "--", "c.jpg"]
+
+
+# --- async by default; interruptions and --resume ------------------------------------------------
+# Each case counts what the stand-in was paid (its generations and usedCredit), interrupts the
+# converter where a user would (Ctrl-C, a kill, a fault), follows the advice printed, and checks
+# that the advice works: a paid result is fetched, never paid again, never lost.
+
+CREDITS = 2_000  # the stand-in's price of one generation
+UNANSWERED = ("apple.jpg: its generation may already have been sent and charged, but its answer never "
+              "arrived, so --resume does not send it again; to generate it again on purpose, add "
+              "--regenerate apple.jpg to the command.")
+
+
+class Paid:
+    """What the stand-in was paid since this was made."""
+
+    def __init__(self, server: FakeOneMinServer) -> None:
+        self.server = server
+        self.generations = server.generations
+        self.credits = server.used_credit
+
+    @property
+    def times(self) -> int:
+        n = self.server.generations - self.generations
+        assert self.server.used_credit - self.credits == n * CREDITS  # usedCredit rose with each
+        return n
+
+
+def _history(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("onemin3d-results/history/*.json"))]
+
+
+def interrupt_when(args: list, env: dict[str, str], ready, sig: int = signal.SIGINT, timeout: float = 60.0
+                   ) -> subprocess.CompletedProcess[str]:
+    """Run the converter, send `sig` once `ready()` holds, and wait for it to end."""
+    proc = subprocess.Popen([sys.executable, str(CLI), *map(str, args)], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the moment to interrupt never came"
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _one(report: Path) -> dict:
+    (item,) = report_of(report)["items"]
+    return item
+
+
+def test_async_is_the_default_and_sync_is_asked_for(server, photos, tmp_path):
+    polls = polls_of_real_generations(server)
+    proc = run_cli([photos["apple"], "--output-dir", tmp_path / "a", "--json", tmp_path / "a.json", *FAST],
+                   cli_env(server))
+    assert proc.returncode == 0, proc.stderr
+    assert polls_of_real_generations(server) > polls  # started, then polled
+    assert report_of(tmp_path / "a.json")["settings"]["async"] is True
+    polls = polls_of_real_generations(server)
+    proc = run_cli([photos["apple"], "--output-dir", tmp_path / "s", "--sync", *FAST], cli_env(server))
+    assert proc.returncode == 0, proc.stderr
+    assert polls_of_real_generations(server) == polls  # one long request: no poll
+    proc = run_cli([photos["apple"], "--output-dir", tmp_path / "x", "--sync", "--async"], cli_env(server))
+    assert proc.returncode == 2  # contradictory
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_an_async_generation_interrupted_then_resumed_is_paid_once_and_imported(server, photos, tmp_path, sig):
+    server.latency = 3.0
+    paid = Paid(server)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = [photos["apple"], "--output-dir", out, "--json", report, *FAST]
+    # interrupted while 1min.ai generates: the uuid is journalled by then
+    proc = interrupt_when(args, cli_env(server), lambda: any(e.get("uuid") for e in _history(out)), sig)
+    assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), proc.stderr
+    assert paid.times == 1
+    if sig == signal.SIGINT:
+        item = _one(report)
+        assert item["status"] == "interrupted"
+        assert "run again with --resume to fetch the result without paying twice" in item["error"]
+    uuid = next(e["uuid"] for e in _history(out) if e.get("uuid"))
+    features = server.count("POST", "/api/features")
+    server.latency = 0.0
+    proc = run_cli([*args, "--resume"], cli_env(server))
+    assert proc.returncode == 0, proc.stderr
+    item = _one(report)
+    assert item["status"] == "converted" and item["resumed_from"] == "generation" and item["uuid"] == uuid
+    assert (out / "apple.blend").is_file()
+    assert paid.times == 1 and server.count("POST", "/api/features") == features  # the same uuid, polled
+
+
+def test_ctrl_c_while_the_async_request_is_answered_keeps_its_uuid(server, photos, tmp_path):
+    server.inject("slow-headers", stage="generate", delay=2.0)  # the answer takes 2 s to come
+    paid = Paid(server)
+    features = server.count("POST", "/api/features")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = [photos["apple"], "--output-dir", out, "--json", report, *FAST]
+    proc = interrupt_when(args, cli_env(server), lambda: server.count("POST", "/api/features") > features)
+    assert proc.returncode == 130, proc.stderr
+    assert paid.times == 1 and any(e.get("uuid") for e in _history(out))  # waited for the answer
+    assert "--resume to fetch the result" in _one(report)["error"]
+    proc = run_cli([*args, "--resume"], cli_env(server))
+    assert proc.returncode == 0, proc.stderr
+    assert _one(report)["status"] == "converted" and paid.times == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_a_sync_generation_cut_off_is_refused_on_resume_until_regenerated_on_purpose(
+        server, photos, tmp_path, sig):
+    server.latency = 3.0
+    paid = Paid(server)
+    features = server.count("POST", "/api/features")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = [photos["apple"], "--output-dir", out, "--json", report, "--sync", *FAST]
+    proc = interrupt_when(args, cli_env(server), lambda: server.count("POST", "/api/features") > features, sig)
+    assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), proc.stderr
+    if sig == signal.SIGINT:
+        assert _one(report)["error"] == UNANSWERED  # what --resume will do, said before it is run
+    server.latency = 0.0
+    journal = _history(out)
+    proc = run_cli([*args, "--resume"], cli_env(server))
+    assert proc.returncode == 1, (journal, proc.stderr)
+    item = _one(report)
+    assert item["status"] == "failed" and item["error"] == UNANSWERED and UNANSWERED in proc.stderr
+    assert item["resumed_from"] == "interrupted generation"
+    assert not (out / "apple.blend").exists()
+    assert paid.times == 1  # not sent again
+    # the advice: regenerate it on purpose
+    proc = run_cli([*args, "--resume", "--regenerate", "apple.jpg"], cli_env(server))
+    assert proc.returncode == 0, proc.stderr
+    assert _one(report)["status"] == "converted" and (out / "apple.blend").is_file()
+    assert paid.times == 2
+
+
+def test_interrupted_before_the_generation_is_sent_nothing_is_paid_and_resume_converts(server, photos, tmp_path):
+    server.inject("slow-headers", stage="upload", delay=3.0)
+    paid = Paid(server)
+    uploads = server.count("POST", "/api/assets")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = [photos["apple"], "--output-dir", out, "--json", report, *FAST]
+    proc = interrupt_when(args, cli_env(server), lambda: server.count("POST", "/api/assets") > uploads)
+    assert proc.returncode == 130
+    assert _one(report)["error"] == ("interrupted before the generation was sent: nothing was paid; run again "
+                                     "with --resume to convert it")
+    assert paid.times == 0
+    server.clear_faults()
+    assert run_cli([*args, "--resume"], cli_env(server)).returncode == 0
+    assert _one(report)["status"] == "converted" and paid.times == 1
+
+
+# --- every piece of advice, followed ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fault", "stage", "times", "result", "advice"), [
+    # the download was not a model or an image: downloaded again, free
+    ("corrupt-result", "download", 1, "depth", "by running again with --resume"),
+    # the download looked whole but does not import (a damaged GLB): downloaded again, not re-read
+    ("invalid-glb", "download", 1, "glb", "run again with --resume: it downloads the result again and retries, free"),
+    # the storage host refuses the link: fetched again (a fresh link), free
+    ("403", "download", -1, "depth", "run again with --resume to download it again, free"),
+    # status checks keep failing after the generation was paid: fetched again, free
+    ("502-html", "poll", -1, "depth", "the generation is paid for: run again with --resume to fetch it, free"),
+])
+def test_advice_for_a_paid_result_that_did_not_arrive_works_and_costs_nothing(
+        server, photos, tmp_path, fault, stage, times, result, advice):
+    server.result = result
+    server.inject(fault, stage=stage, times=times)
+    paid = Paid(server)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = [photos["apple"], "--output-dir", out, "--json", report, *FAST]
+    proc = run_cli(args, cli_env(server))
+    assert proc.returncode == 1, proc.stderr
+    item = _one(report)
+    assert item["status"] == "failed" and advice in item["error"], item["error"]
+    assert "Re-import" not in item["error"] and "add-on" not in item["error"]  # the converter's own words
+    server.clear_faults()
+    proc = run_cli([*args, "--resume"], cli_env(server))
+    assert proc.returncode == 0, proc.stderr
+    item = _one(report)
+    assert item["status"] == "converted" and item["resumed_from"] == "generation"
+    assert paid.times == 1
+
+
+@pytest.mark.parametrize("mode", ["--sync", "--async"])
+def test_advice_after_a_5xx_on_the_generation_request_is_to_look_then_regenerate_on_purpose(
+        server, photos, tmp_path, mode):
+    server.inject("522-html", stage="generate")  # Cloudflare's page; the origin did the work (and charged)
+    paid = Paid(server)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = [photos["apple"], "--output-dir", out, "--json", report, mode, *FAST]
+    assert run_cli(args, cli_env(server)).returncode == 1
+    assert "check your 1min.ai history before you generate it again" in _one(report)["error"]
+    assert paid.times == 1
+    assert run_cli([*args, "--resume"], cli_env(server)).returncode == 1
+    assert _one(report)["error"] == UNANSWERED and paid.times == 1
+    assert run_cli([*args, "--resume", "--regenerate", str(photos["apple"])], cli_env(server)).returncode == 0
+    assert _one(report)["status"] == "converted" and paid.times == 2
+
+
+def test_advice_after_a_refusal_is_to_try_again_and_resume_does(server, photos, tmp_path):
+    server.inject("400:EXTERNAL_API_RESPONSE_WITH_ERROR", stage="generate")
+    paid = Paid(server)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = [photos["apple"], "--output-dir", out, "--json", report, *FAST]
+    assert run_cli(args, cli_env(server)).returncode == 1
+    assert "then try again" in _one(report)["error"] and paid.times == 0
+    assert run_cli([*args, "--resume"], cli_env(server)).returncode == 0
+    assert _one(report)["status"] == "converted" and paid.times == 1
+
+
+def test_advice_after_a_failed_generation_is_to_try_again_and_resume_does(server, photos, tmp_path):
+    server.inject("status-failure", stage="poll")
+    paid = Paid(server)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = [photos["apple"], "--output-dir", out, "--json", report, *FAST]
+    assert run_cli(args, cli_env(server)).returncode == 1
+    assert "or try again later" in _one(report)["error"]
+    assert run_cli([*args, "--resume"], cli_env(server)).returncode == 0
+    assert _one(report)["status"] == "converted" and paid.times == 2  # a new attempt, as advised
+
+
+def test_no_blend_is_written_when_every_input_failed(server, photos, tmp_path):
+    proc = run_cli([photos["corrupt"], photos["tiny"], "--output", tmp_path / "none.blend", *FAST],
+                   cli_env(server))
+    assert proc.returncode == 1
+    assert not (tmp_path / "none.blend").exists()
+    assert "Nothing was converted, so none.blend was not written." in proc.stderr
+
+
+def test_an_exit_2_still_writes_the_report(server, photos, tmp_path):
+    report = tmp_path / "r.json"
+    proc = run_cli([photos["apple"], "--output-dir", tmp_path, "--json", report],
+                   cli_env(server, key="sk-wrong-key-000000"))
+    assert proc.returncode == 2
+    data = report_of(report)
+    assert data["exit_code"] == 2 and "rejected the API key" in data["error"]
+    assert data["items"][0]["status"] == "failed" and data["items"][0]["error"] == data["error"]
+    assert "sk-wrong-key" not in report.read_text()
+    proc = run_cli([photos["apple"], "--output-dir", tmp_path, "--jobs", "9", "--json", report], cli_env(server))
+    assert proc.returncode == 2 and "--jobs" in report_of(report)["error"]
+    proc = run_cli([tmp_path / "empty-folder-or-nothing", "--output-dir", tmp_path, "--json", report],
+                   cli_env(server, key=None))
+    assert proc.returncode == 2 and "ONEMIN_API_KEY" in report_of(report)["error"]
+
+
+def test_readme_and_help_say_async_is_the_default_and_quote_the_refusal():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert UNANSWERED in readme
+    assert "`--sync`" in readme and "asynchronous by default" in readme
+    proc = subprocess.run([sys.executable, str(CLI), "--help"], capture_output=True, text=True, timeout=60)
+    text = " ".join(proc.stdout.split())
+    assert proc.returncode == 0
+    assert "--sync" in text and "--regenerate PHOTO" in text and "asynchronous by default" in text
+    assert UNANSWERED.replace("apple.jpg", "PHOTO") in text

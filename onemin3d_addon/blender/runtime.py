@@ -110,6 +110,9 @@ class Job:
         self.import_kind: str | None = None  # what the result became: PLANE | RELIEF | MODEL
         self.warnings: list[str] = []
         self.cancel_requested = False
+        # Checkpoints the worker has journalled itself, by id (kept alive until their event is
+        # handled): the main thread must not apply them again, out of order with newer ones.
+        self.journalled: dict[int, Checkpoint] = {}
         self.finished = threading.Event()
 
     def __repr__(self) -> str:
@@ -508,7 +511,12 @@ class Runtime:
     def _journal(self, job_id: str, cp: Checkpoint) -> None:
         """Worker thread: write the checkpoint to disk before its event is queued (no bpy here)."""
         job = self.jobs.get(job_id)
-        if job is not None and self._apply_checkpoint(job, cp):
+        if job is None:
+            return
+        changed = self._apply_checkpoint(job, cp)
+        with self._lock:
+            job.journalled[id(cp)] = cp
+        if changed:
             self._write(job)
 
     def _apply_checkpoint(self, job: Job, cp: Checkpoint) -> bool:
@@ -533,7 +541,11 @@ class Runtime:
                     entry.credits_left) != before
 
     def _on_checkpoint(self, job: Job, cp: Checkpoint) -> None:
-        if self._apply_checkpoint(job, cp):  # usually journalled already, by the worker
+        with self._lock:
+            journalled = job.journalled.pop(id(cp), None) is cp
+        # Usually journalled already, by the worker, in order: applying it again here could undo a
+        # newer one (the generation request's "sent", set after the asset key's checkpoint).
+        if not journalled and self._apply_checkpoint(job, cp):
             self._persist(job)
         if job.entry.credits_left is not None:
             self.credits_left = job.entry.credits_left
@@ -667,6 +679,10 @@ class Runtime:
         # The sentence says what to do, true to the case: a paid generation (its uuid known) is
         # fetched again, free, at the next start or by Re-import (History.resumable lists it).
         message = user_message(err)
+        if (err.stage or job.stage) == "import" and job.entry.uuid and "re-import" not in message.lower():
+            # a damaged download: Re-import fetches it again (free) before anyone pays for a new one
+            message += (" Before a new, paid generation, press Re-import in the history: it downloads the "
+                        "result again, free, and imports it.")
         job.error_message = message
         if err.stage:
             job.entry.stage = err.stage
