@@ -81,6 +81,15 @@ dist: $(STAMP)
 real-blender-check: dist
 	scripts/real_blender_check.sh
 
+# The add-on in real Blender windows, driven through its states and screenshotted, with the main
+# thread's longest stall while a job runs (scripts/ui_test.sh): on Debian 13's Blender 4.3 and Debian
+# unstable's 5.2.2 LTS, in Debian roots it makes once (about 2 GB each), or on $(BLENDER) when set.
+# Not part of `make test`. UI_SUITES="trixie" runs one; UPDATE_DOCS_IMAGES=1 also refreshes the
+# README's screenshots in docs/img/.
+.PHONY: ui-test
+ui-test: dist
+	ONEMIN3D_UI_DOCS=$(UPDATE_DOCS_IMAGES) scripts/ui_test.sh $(UI_SUITES)
+
 demo: $(STAMP)
 	@mkdir -p $(BLENDER_USER_RESOURCES)
 	$(PY) scripts/demo.py

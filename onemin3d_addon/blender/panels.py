@@ -53,11 +53,11 @@ def thumbnail_icon(item: Any) -> int:
     return 0
 
 
-#: The default sidebar width at 1x scale, for a draw without a region (scripts, tests).
-DEFAULT_REGION_WIDTH = 220
+#: The 3D view sidebar's default width at 1x scale (its category tabs included), for a draw without a region.
+DEFAULT_REGION_WIDTH = 280
 #: What a label's text does not get of its region's width at 1x scale: the category tabs, the
 #: panel's and a box's margins, the icon and its gap (measured on Blender 4.3 and 5.2's sidebar).
-_LABEL_CHROME = 66
+_LABEL_CHROME = 98
 #: Breaks a word that is wider than a line on its own (a long file name or URL).
 _HARD_BREAK = re.compile(r"(?<=[/\\_.\-])")
 
@@ -190,7 +190,7 @@ class VIEW3D_PT_onemin3d_main(bpy.types.Panel):
         draw_access_status(layout, context)
 
         col = layout.column()
-        col.prop(settings, "source_type", expand=True)
+        col.row().prop(settings, "source_type", expand=True)
         if settings.source_type == 'IMAGE':
             col.template_ID(settings, "image", open="image.open")
         else:

@@ -1,0 +1,564 @@
+"""Inside a real Blender window: drive the installed add-on's panel through its states and screenshot each.
+
+    blender --python scripts/ui_drive.py -- --base-url URL --photo PHOTO --out DIR [--module bl_ext.user_default.onemin3d]
+
+Run by scripts/ui_test.sh under a virtual screen (Xvfb), after `blender --command extension
+install-file --enable` installed the built zip, against the stand-in (scripts/fake_onemin_server.py).
+A chain of bpy.app.timers steps, each waiting for what a user would see before the next:
+
+  offline    no key, online access off: the two warnings and their buttons; the tooltip of the
+             greyed Generate button (the mouse is moved onto it with xdotool)
+  ready      a key, online access on, a photo chosen
+  running    Generate clicked for real (xdotool, on the button found on screen), the stand-in
+             holding the generation: the stage, the progress bar, the cancel button
+  imported   the relief in the scene, its Strength slider, the history with its thumbnail
+  failed     the stand-in refusing the key (401): the error and what to do, in the panel and in
+             the history's details
+  prefs      the add-on's preferences with no key and online access off
+each at the default sidebar width, and the text-heavy ones again at 2x UI scale. Screenshots are
+taken of the whole screen with ImageMagick's `import` and cropped to the 3D view's right part
+(the sidebar, with some of the viewport) or to the preferences window.
+
+While the job runs, a 10 ms timer measures the longest gap between its calls (the longest time
+the main thread was busy) during the network stages and the import; the Generate operator call
+is timed. Writes DIR/ui.json, prints "RESULT {json}", and quits; the exit code is 1 if any step
+failed (a Python error in Blender's output is caught by the caller).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import bpy
+from bpy_extras import view3d_utils
+from mathutils import Euler
+
+TICK = 0.01
+STEP_TIMEOUT = 60.0
+NETWORK_STAGES = frozenset({"prepare", "upload", "generate", "poll", "download"})
+#: a colour no theme uses, given for a moment to push buttons, so that Generate can be found on screen
+MARKER = (1.0, 0.0, 1.0)
+
+args: argparse.Namespace
+report: dict[str, Any] = {"blender": bpy.app.version_string, "python": sys.version.split()[0], "shots": {},
+                          "steps": [], "errors": []}
+
+
+def parse_args() -> argparse.Namespace:
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    ap = argparse.ArgumentParser(prog="ui_drive.py")
+    ap.add_argument("--base-url", required=True)
+    ap.add_argument("--photo", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--module", default="bl_ext.user_default.onemin3d")
+    ap.add_argument("--key", default="test-key-0123456789")
+    ap.add_argument("--hold", type=float, default=6.0, help="seconds the stand-in takes to generate")
+    return ap.parse_args(argv)
+
+
+# --- the stand-in ---------------------------------------------------------------------------
+
+def control(path: str, body: dict[str, Any]) -> None:
+    req = urllib.request.Request(f"{args.base_url}/_control/{path}", data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
+# --- Blender's window -------------------------------------------------------------------------
+
+def window() -> Any:
+    return bpy.context.window_manager.windows[0]
+
+
+def view3d() -> tuple[Any, Any, Any]:
+    """(area, its sidebar region, the space) of the 3D view."""
+    for area in window().screen.areas:
+        if area.type == 'VIEW_3D':
+            region = next(r for r in area.regions if r.type == 'UI')
+            return area, region, area.spaces.active
+    raise RuntimeError("no 3D view in the window")
+
+
+def api() -> Any:
+    """The installed extension's scripting API."""
+    return importlib.import_module(args.module + ".api")
+
+
+def prefs() -> Any:
+    return bpy.context.preferences.addons[args.module].preferences
+
+
+def state() -> Any:
+    return bpy.context.window_manager.onemin3d
+
+
+def redraw() -> None:
+    for area in window().screen.areas:
+        area.tag_redraw()
+    with bpy.context.temp_override(window=window()):
+        bpy.ops.wm.redraw_timer(type='DRAW_WIN_SWAP', iterations=1)
+
+
+def set_ui_scale(scale: float) -> None:
+    bpy.context.preferences.view.ui_scale = scale
+
+
+def screen_rect(win: Any, x: int, y: int, w: int, h: int) -> tuple[int, int, int, int]:
+    """A rectangle in the window's coordinates (origin bottom left) in the screen's (top left)."""
+    screen_h = int(report["screen"][1])
+    top = screen_h - (win.y + y + h)
+    return max(0, win.x + x), max(0, top), w, h
+
+
+def shoot(name: str, crop: tuple[int, int, int, int] | None, *, wait: bool = True) -> subprocess.Popen[bytes] | None:
+    """Screenshot the whole screen with ImageMagick, cropped to `crop` (x, y, w, h from the top left)."""
+    path = Path(args.out) / f"{name}.png"
+    cmd = ["import", "-silent", "-window", "root"]
+    if crop is not None:
+        cmd += ["-crop", f"{crop[2]}x{crop[3]}+{crop[0]}+{crop[1]}", "+repage"]
+    cmd.append(str(path))
+    report["shots"][name] = str(path)
+    proc = subprocess.Popen(cmd)
+    if not wait:
+        return proc
+    if proc.wait(timeout=30) != 0:
+        raise RuntimeError(f"import failed for {name}")
+    return None
+
+
+def sidebar_crop(extra: int = 420, height: int | None = None) -> tuple[int, int, int, int]:
+    """The sidebar and `extra` pixels of the viewport left of it, from the top of the 3D view down
+    `height` pixels (at 1x scale), or to its bottom."""
+    area, region, _space = view3d()
+    win = window()
+    left = max(area.x, region.x - extra)
+    h = area.height if height is None else min(area.height, int(height * bpy.context.preferences.system.ui_scale))
+    return screen_rect(win, left, area.y + area.height - h, region.x + region.width - left, h)
+
+
+def docs_crop() -> tuple[int, int, int, int]:
+    """What the README shows: the sidebar, with the scene beside it."""
+    return sidebar_crop(extra=560, height=640)
+
+
+def scroll_sidebar(clicks: int) -> None:
+    """Turn the mouse wheel over the sidebar: down for clicks > 0, up for clicks < 0."""
+    _area, region, _space = view3d()
+    x, y, _w, _h = screen_rect(window(), region.x + region.width // 2, region.y + region.height // 2, 1, 1)
+    xdotool("mousemove", x, y, "click", "--repeat", abs(clicks), "--delay", 30, "5" if clicks > 0 else "4")
+
+
+def shoot_2x(name: str) -> Iterator[float]:
+    """At 2x UI scale: the sidebar, then scrolled down to its end; back to 1x."""
+    set_ui_scale(2.0)
+    yield 1.0
+    redraw()
+    shoot(f"{name}-2x", sidebar_crop(extra=0))
+    scroll_sidebar(25)
+    yield 1.0
+    redraw()
+    shoot(f"{name}-2x-scrolled", sidebar_crop(extra=0))
+    scroll_sidebar(-25)
+    set_ui_scale(1.0)
+    yield 1.0
+
+
+def xdotool(*words: Any) -> None:
+    subprocess.run(["xdotool", *map(str, words)], check=True, timeout=10)
+
+
+def find_generate() -> tuple[int, int]:
+    """The screen position of the Generate button's middle: push buttons are given a marker colour
+    for one frame, the screen is shot, and the first run of marked rows in the sidebar is taken."""
+    import numpy as np
+
+    theme = bpy.context.preferences.themes[0].user_interface.wcol_tool
+    saved = tuple(theme.inner)
+    theme.inner = (*MARKER, 1.0)
+    try:
+        redraw()
+        _area, region, _space = view3d()
+        crop = screen_rect(window(), region.x, region.y, region.width, region.height)
+        shoot("_find", crop)
+    finally:
+        theme.inner = saved
+        redraw()
+    path = Path(args.out) / "_find.png"
+    img = bpy.data.images.load(str(path))
+    try:
+        w, h = img.size
+        px = np.empty(w * h * 4, np.float32)
+        img.pixels.foreach_get(px)
+    finally:
+        bpy.data.images.remove(img)
+    path.unlink()
+    rgb = px.reshape(h, w, 4)[::-1, :, :3]  # Blender's rows start at the bottom
+    r, g, b = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
+    # magenta, or faded towards the panel's grey when the button is greyed out (not the red of an alert)
+    marked = (r - g > 0.2) & (b - g > 0.2) & (abs(r - b) < 0.08)
+    rows = np.flatnonzero(marked.sum(axis=1) > 20)
+    if not len(rows):
+        raise RuntimeError("the Generate button was not found on screen")
+    end = rows[0]
+    while end + 1 < h and marked[end + 1].sum() > 20:
+        end += 1
+    cols = np.flatnonzero(marked[rows[0]:end + 1].any(axis=0))
+    return crop[0] + int(cols.mean()), crop[1] + int((rows[0] + end) / 2)
+
+
+# --- the 10 ms timer --------------------------------------------------------------------------
+
+class StallMeter:
+    """A 10 ms timer; the longest gap between its calls is the longest the main thread was busy.
+
+    Draw handlers on the 3D view's viewport and sidebar note when Blender redraws, so a gap can be
+    told apart: one with a redraw in it (drawing the window: with software OpenGL on a virtual
+    screen, that is most of it), or one without (the add-on's own work, such as pump())."""
+
+    def __init__(self) -> None:
+        self.gaps: list[tuple[float, float, str]] = []  # (start, end, the job's stage when it ended)
+        self.draws: list[float] = []
+        self.last = 0.0
+        self.running = False
+        self.stage = ""
+        self._handlers: list[tuple[str, Any]] = []
+
+    def start(self) -> None:
+        self.running = True
+        for region in ('WINDOW', 'UI'):
+            handle = bpy.types.SpaceView3D.draw_handler_add(self._drawn, (), region, 'POST_PIXEL')
+            self._handlers.append((region, handle))
+        self.last = time.perf_counter()
+        bpy.app.timers.register(self._tick, first_interval=TICK)
+
+    def stop(self) -> None:
+        self.running = False
+        for region, handle in self._handlers:
+            bpy.types.SpaceView3D.draw_handler_remove(handle, region)
+        self._handlers.clear()
+
+    def _drawn(self) -> None:
+        self.draws.append(time.perf_counter())
+
+    def _tick(self) -> float | None:
+        now = time.perf_counter()
+        self.gaps.append((self.last, now, self.stage))
+        self.last = now
+        return TICK if self.running else None
+
+    def longest(self, stages: Callable[[str], bool], *, redraw: bool | None = None) -> float:
+        """The longest gap (s) that ended in one of `stages`; only those with (True) or without
+        (False) a redraw in them, or all (None)."""
+        def drew(start: float, end: float) -> bool:
+            return any(start <= t <= end for t in self.draws)
+        return max((end - start for start, end, stage in self.gaps
+                    if stages(stage) and (redraw is None or drew(start, end) == redraw)), default=0.0)
+
+
+meter = StallMeter()
+
+
+def job_stage() -> str:
+    jobs = api().jobs()
+    return jobs[-1].state if jobs and jobs[-1].done else (jobs[-1].stage if jobs else "")
+
+
+def seconds(status: str) -> int:
+    """The seconds a status such as "Generating on 1min.ai… 3 s" counts; -1 for any other."""
+    words = status.split()
+    return int(words[-2]) if len(words) > 2 and words[-1] == "s" and words[-2].isdigit() else -1
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+def steps() -> Iterator[Callable[[], bool] | float | None]:
+    """Each yield is what to wait for before going on: a number of seconds, or a condition."""
+    report["screen"] = [int(s) for s in os.environ.get("UI_SCREEN", "1600x1200").split("x")]
+    win = window()
+    report["window"] = [win.x, win.y, win.width, win.height]
+    area, region, space = view3d()
+    # a clean scene: the default cube would stand in the relief
+    for obj in list(bpy.data.objects):
+        if obj.type == 'MESH':
+            bpy.data.objects.remove(obj)
+    space.show_region_ui = True
+    yield 0.5
+    area, region, space = view3d()
+    if hasattr(region, "active_panel_category"):
+        region.active_panel_category = "1min3d"
+    report["sidebar_width"] = region.width
+    report["ui_scale"] = bpy.context.preferences.system.ui_scale
+    settings = bpy.context.scene.onemin3d
+    settings.source_type = 'FILE'
+    settings.filepath = args.photo
+    settings.import_mode = 'DISPLACEMENT'
+    p = prefs()
+    p.base_url = args.base_url
+    p.result_folder = str(Path(args.out).parent / "results")
+    p.api_key = ""
+    bpy.context.preferences.system.use_online_access = False
+    yield 1.0
+
+    # 1. no key and offline, at 1x and 2x; the greyed Generate button's tooltip
+    report["steps"].append("offline")
+    redraw()
+    shoot("offline", sidebar_crop())
+    yield from shoot_2x("offline")
+    x, y = find_generate()
+    report["generate_at"] = [x, y]
+    xdotool("mousemove", x - 40, y)
+    yield 0.3
+    for dx in range(-8, 1, 2):  # hovering, as a hand does
+        xdotool("mousemove", x + dx, y)
+        yield 0.1
+    yield 3.0  # the tooltip shows after a moment
+    x0, y0, _w, h0 = docs_crop()
+    shoot("offline-tooltip", (x0, y0, report["screen"][0] - x0, h0))  # the tooltip reaches past the sidebar
+    xdotool("mousemove", x - 300, y)
+
+    # 2. ready
+    report["steps"].append("ready")
+    p.api_key = args.key
+    bpy.context.preferences.system.use_online_access = True
+    yield 1.0
+    redraw()
+    shoot("ready", docs_crop())
+
+    # 3. running: Generate clicked on screen, the stand-in taking its time
+    report["steps"].append("running")
+    control("latency", {"latency": args.hold})
+    x, y = find_generate()
+    meter.stage = "idle"
+    meter.start()
+    xdotool("mousemove", x, y, "click", "1")
+    yield lambda: len(state().jobs) == 1 and job_stage() in {"generate", "poll"}
+    yield lambda: len(state().jobs) == 1 and state().jobs[0].progress > 0.3 and seconds(state().jobs[0].status) >= 2
+    xdotool("mousemove", x - 300, y)
+    # Not blocking, so the meter goes on; the gap in which `import` is started (a fork of Blender)
+    # is the driver's, not the add-on's: it is marked "shot", and left out.
+    meter.stage = "shot"
+    shot = shoot("running", docs_crop(), wait=False)
+    yield 0.05
+    while shot is not None and shot.poll() is None:
+        meter.stage = job_stage()
+        yield 0.05
+    jobs = api().jobs()
+    while not jobs[-1].done:
+        meter.stage = job_stage()
+        yield 0.0
+    meter.stage = "import"
+    yield 0.3
+    meter.stop()
+    job = jobs[-1]
+    report["job_state"] = job.state
+    if job.state != "imported":
+        raise RuntimeError(f"the job ended {job.state}: {job.error_message}")
+    # the gap that ends with the job imported holds the import itself
+    ms = [round((end - start) * 1000, 1) for start, end, _s in meter.gaps]
+
+    def longest(stages: Callable[[str], bool], redraw: bool | None = None) -> float:
+        return round(meter.longest(stages, redraw=redraw) * 1000, 1)
+
+    def network(s: str) -> bool:
+        return s in NETWORK_STAGES
+
+    report["stall_ms"] = {
+        "network": longest(network),
+        "network_without_redraw": longest(network, False),
+        "network_with_redraw": longest(network, True),
+        "click": longest(lambda s: s == "idle"),
+        "import": longest(lambda s: s in {"imported", "import"}),
+        "ticks": len(ms),
+        "redraws": len(meter.draws),
+        "median_tick": sorted(ms)[len(ms) // 2] if ms else 0.0,
+        # the five longest, for a closer look: (ms, the stage, whether Blender redrew in it)
+        "top": sorted(((round((end - start) * 1000, 1), stage, any(start <= t <= end for t in meter.draws))
+                       for start, end, stage in meter.gaps), reverse=True)[:5],
+    }
+    redraw_ms = []
+    for _ in range(3):
+        start = time.perf_counter()
+        redraw()
+        redraw_ms.append((time.perf_counter() - start) * 1000)
+    report["full_redraw_ms"] = round(min(redraw_ms), 1)  # what drawing the whole window costs here
+
+    # 4. imported, with the history and the relief's slider
+    report["steps"].append("imported")
+    control("latency", {"latency": 0.0})
+    state().history_index = 0
+    obj = bpy.context.view_layer.objects.active
+    report["active_object"] = obj.name if obj else None
+    space.shading.type = 'SOLID'
+    space.shading.color_type = 'TEXTURE'  # the photo on the relief, without a render engine
+    space.overlay.show_floor = space.overlay.show_axis_x = space.overlay.show_axis_y = False
+    # seen from the front and above, framed in the part of the viewport the sidebar leaves free
+    space.region_3d.view_perspective = 'PERSP'
+    space.region_3d.view_rotation = Euler((math.radians(55), 0.0, 0.0)).to_quaternion()
+    viewport = next(r for r in area.regions if r.type == 'WINDOW')
+    with bpy.context.temp_override(window=win, area=area, region=viewport):
+        bpy.ops.view3d.view_selected()
+    r3d = space.region_3d
+    r3d.view_distance *= 2.0
+    # move the view so that the relief sits in the middle of the docs picture's free part
+    x, y, w, h = docs_crop()
+    sidebar = view3d()[1]
+    target = ((x + screen_rect(win, sidebar.x, 0, 1, 1)[0]) / 2 - viewport.x - win.x,
+              viewport.height - (y + h / 2 - screen_rect(win, 0, viewport.y + viewport.height, 1, 1)[1]))
+    centre = r3d.view_location.copy()
+    seen = view3d_utils.region_2d_to_location_3d(viewport, r3d, target, centre)
+    r3d.view_location = centre + (centre - seen)
+    yield 1.0
+    redraw()
+    shoot("imported", docs_crop())
+    yield from shoot_2x("imported")
+
+    # 5. failed: the key refused, the Generate call timed
+    report["steps"].append("failed")
+    control("fault", {"fault": "401", "stage": "upload"})
+    area, region, space = view3d()
+    with bpy.context.temp_override(window=win, area=area, region=region, onemin3d_settings=settings):
+        start = time.perf_counter()
+        bpy.ops.onemin3d.generate('INVOKE_DEFAULT')
+        report["generate_call_ms"] = round((time.perf_counter() - start) * 1000, 1)
+    yield lambda: bool(state().last_error) and not len(state().jobs)
+    state().history_index = 0
+    yield 1.0
+    redraw()
+    shoot("failed", sidebar_crop())
+    yield from shoot_2x("failed")
+
+    # 6. the preferences, no key and offline, at 1x and 2x
+    report["steps"].append("prefs")
+    p.api_key = ""
+    bpy.context.preferences.system.use_online_access = False
+    with bpy.context.temp_override(window=win):
+        bpy.ops.preferences.addon_show(module=args.module)
+    yield 1.5
+    prefs_win = next((w for w in bpy.context.window_manager.windows if w != win), None)
+    if prefs_win is None:
+        raise RuntimeError("the preferences window did not open")
+    # Blender opens it small; a taller window shows all of the add-on's preferences at 1x
+    xdotool("search", "--sync", "--name", "Preferences", "windowmove", 0, 0, "windowsize", 1100, report["screen"][1])
+    yield 1.5
+    for scale, name in ((1.0, "prefs"), (2.0, "prefs-2x")):
+        set_ui_scale(scale)
+        yield 1.0
+        redraw()
+        shoot(name, screen_rect(prefs_win, 0, 0, prefs_win.width, prefs_win.height))
+    # at 2x, the rest of them, scrolled down with the mouse wheel
+    x, y, _w, _h = screen_rect(prefs_win, prefs_win.width // 2, prefs_win.height // 2, 1, 1)
+    xdotool("mousemove", x, y)
+    for _ in range(12):
+        xdotool("click", "5")
+    yield 1.0
+    redraw()
+    shoot("prefs-2x-scrolled", screen_rect(prefs_win, 0, 0, prefs_win.width, prefs_win.height))
+    set_ui_scale(1.0)
+    with bpy.context.temp_override(window=prefs_win):
+        bpy.ops.wm.window_close()
+    yield 0.5
+
+    # 7. every option, in the Options sub-panel. It is closed by default and no click can find its
+    #    header, so its panels are registered again with it open, and the file is read again: the
+    #    sidebar then makes its panels anew, from their types.
+    report["steps"].append("options")
+    names = ("VIEW3D_PT_onemin3d_options", "VIEW3D_PT_onemin3d_relief", "VIEW3D_PT_onemin3d_history")
+    subpanels = [getattr(bpy.types, name) for name in names]
+    for cls in reversed(subpanels):
+        bpy.utils.unregister_class(cls)
+    subpanels[0].bl_options = set()
+    for cls in subpanels:
+        bpy.utils.register_class(cls)
+    with bpy.context.temp_override(window=win):
+        bpy.ops.wm.read_homefile()
+    yield 1.0
+    win = window()
+    area, region, space = view3d()
+    space.show_region_ui = True
+    yield 0.5
+    area, region, space = view3d()
+    if hasattr(region, "active_panel_category"):
+        region.active_panel_category = "1min3d"
+    settings = bpy.context.scene.onemin3d
+    settings.source_type = 'FILE'
+    settings.filepath = args.photo
+    settings.import_mode = 'AUTO'
+    p.api_key = args.key
+    bpy.context.preferences.system.use_online_access = True
+    yield 1.0
+    redraw()
+    shoot("options", sidebar_crop())
+    yield from shoot_2x("options")
+
+
+def run() -> None:
+    """Step through `steps()` from a timer, each step after what it waits for."""
+    gen = steps()
+    deadline = [0.0]
+    waiting: list[Callable[[], bool] | None] = [None]
+
+    def tick() -> float | None:
+        try:
+            if waiting[0] is not None:
+                if not waiting[0]():
+                    if time.monotonic() > deadline[0]:
+                        raise TimeoutError(f"step {report['steps'][-1:]} waited more than {STEP_TIMEOUT} s")
+                    return 0.05
+                waiting[0] = None
+            what = next(gen)
+        except StopIteration:
+            finish(0)
+            return None
+        except Exception:
+            report["errors"].append(traceback.format_exc())
+            traceback.print_exc()
+            finish(1)
+            return None
+        if callable(what):
+            waiting[0] = what
+            deadline[0] = time.monotonic() + STEP_TIMEOUT
+            return 0.05
+        return float(what or 0.0)
+
+    bpy.app.timers.register(tick, first_interval=1.0, persistent=True)  # it reads the file again
+
+
+def finish(code: int) -> None:
+    report["ok"] = code == 0
+    out = Path(args.out)
+    (out / "ui.json").write_text(json.dumps(report, indent=1))
+    print("RESULT " + json.dumps({k: v for k, v in report.items() if k != "shots"}), flush=True)
+    sys.stdout.flush()
+    try:
+        api().shutdown(timeout=2.0)
+    finally:
+        os._exit(code)  # quit now: no "save changes?" prompt, no preferences written
+
+
+def main() -> None:
+    global args
+    args = parse_args()
+    # A new user folder would show the splash screen over the window, and catch the first click.
+    bpy.context.preferences.view.show_splash = False
+    bpy.context.preferences.view.smooth_view = 0  # views change at once, not over a few frames
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if shutil.which("import") is None or shutil.which("xdotool") is None:
+        raise SystemExit("ui_drive.py needs ImageMagick's import and xdotool on the PATH")
+    run()
+
+
+main()
