@@ -193,22 +193,25 @@ def _relative(target: Path, base: Path) -> str:
 class _Checker:
     def __init__(self, model: Path, root: Path, files: Iterable[str | os.PathLike[str]] | None,
                  out_dir: Path | None, max_bytes: int) -> None:
-        self.model = Path(os.path.abspath(model))
-        root_real = _real(root)
-        if root_real is None:
+        # Everything is compared resolved: the result folder's own path may pass through a link
+        # (/var -> /private/var), and the importer is handed the resolved model.
+        root_real, model_real = _real(root), _real(model)
+        if root_real is None or model_real is None:
             raise ResultError(f"The result folder {root} cannot be read: check that it exists, then "
                               "import the result again.")
+        if not _within(model_real, root_real):
+            raise ResultError(f"The model '{Path(model).name}' is a link that leads outside the result's folder: "
+                              "it was not imported, so generate the result again.")
+        self.model = Path(model_real)
         self.root = Path(root_real)
         self.any_file = files is None
-        self.allowed: set[str] = set()
+        self.allowed: set[str] = {os.path.normcase(model_real)}
         for f in files or ():
             real = _real(f)
             if real is not None:
                 self.allowed.add(os.path.normcase(real))
-        model_real = _real(self.model)
-        if model_real is not None:
-            self.allowed.add(os.path.normcase(model_real))
-        self.out_dir = None if out_dir is None else Path(os.path.abspath(out_dir))
+        out_real = None if out_dir is None else _real(out_dir)
+        self.out_dir = None if out_real is None else Path(out_real)
         if self.out_dir is not None and not _within(str(self.out_dir), str(self.root)):
             raise ValueError(f"out_dir {out_dir} is not inside the result folder {root}")
         self.max_bytes = max_bytes
@@ -248,8 +251,10 @@ class _Checker:
         """Where the checked version of `src` (the model or a material library) is written."""
         if self.out_dir is None:
             return src
-        return self.out_dir / os.path.relpath(src, self.root) if _within(str(src), str(self.root)) \
-            else self.out_dir / src.name
+        real = _real(src)
+        if real is None or not _within(real, str(self.root)):
+            return self.out_dir / src.name
+        return self.out_dir / os.path.relpath(real, self.root)
 
     def write(self, dest: Path, data: bytes) -> None:
         tmp = dest.with_name(f".{dest.name}.onemin3d-tmp")

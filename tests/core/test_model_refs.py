@@ -523,3 +523,25 @@ def test_any_mtl_path_the_checker_keeps_resolves_to_a_result_file(world: dict[st
         first = os.path.realpath(posixpath.join(str(mtl.parent), path))
         assert first in {os.path.realpath(f) for f in files}, (ref, line)
         assert not path.startswith("-")
+
+
+def test_a_result_folder_reached_through_a_link_is_checked_the_same(world: dict[str, Path]) -> None:
+    alias = world["tmp"] / "alias"
+    alias.symlink_to(world["tmp"] / "results")  # as macOS's /var is /private/var
+    via = alias / "r_files"
+    doc = _gltf_doc("texture.png")
+    doc["images"].append({"uri": "../../private/secret.png"})
+    model = _write_gltf(via, doc)
+    checked = check_model(model, root=via, files=_files(via), out_dir=via / "checked")
+    assert len(checked.warnings) == 1 and "points outside" in checked.warnings[0]
+    assert checked.path.resolve().is_relative_to((world["result"] / "checked").resolve())
+    out = json.loads(checked.path.read_text(encoding="utf-8"))
+    assert (checked.path.parent / unquote(out["images"][0]["uri"])).resolve() == (world["result"] / "texture.png")
+
+
+def test_a_model_that_is_itself_a_link_out_of_the_folder_is_refused(world: dict[str, Path]) -> None:
+    outside = _write_gltf(world["private"], _gltf_doc())
+    (world["result"] / "model.gltf").symlink_to(outside)
+    with pytest.raises(ResultError) as info:
+        check_model(world["result"] / "model.gltf", root=world["result"], files=_files(world["result"]))
+    assert "link that leads outside" in user_message(info.value)
