@@ -223,7 +223,7 @@ class _Checker:
 
     def warn(self, what: str, ref: str, where: Path, reason: str) -> None:
         message = f"Ignored the {what} '{_shown(ref)}' in {where.name}: {reason}."
-        log.warning("%s", message)
+        log.debug("%s", message)  # the caller reports it (scene_build logs and returns it once)
         self.warnings.append(message)
 
     def judge(self, path: str, base: Path) -> _Keep | _Drop:
