@@ -503,7 +503,7 @@ def test_interrupted_before_the_generation_is_sent_nothing_is_paid_and_resume_co
     # the download looked whole but does not import (a damaged GLB): downloaded again, not re-read
     ("invalid-glb", "download", 1, "glb", "run again with --resume: it downloads the result again and retries, free"),
     # the storage host refuses the link: fetched again (a fresh link), free
-    ("403", "download", -1, "depth", "run again with --resume to download it again, free"),
+    ("403", "download", -1, "depth", "the generation is paid for: run again with --resume to fetch it, free"),
     # status checks keep failing after the generation was paid: fetched again, free
     ("502-html", "poll", -1, "depth", "the generation is paid for: run again with --resume to fetch it, free"),
 ])

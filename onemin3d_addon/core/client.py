@@ -78,6 +78,7 @@ from .errors import (
     Onemin3DError,
     RateLimited,
     ResultError,
+    ResultUnavailable,
     ServerError,
     StillRunning,
     get_logger,
@@ -932,19 +933,10 @@ class _AbortableAdapter(HTTPAdapter):
 # --- the status table ------------------------------------------------------------------------
 
 
-class ResultUnavailable(ResultError):
-    """A result address answered with an HTTP error (`status`): the next address may still work."""
-
-    def __init__(self, message: str = "", *, status: int, detail: str | None = None) -> None:
-        super().__init__(message, detail=detail)
-        self.status = status
-
-
 def _auth_error(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str) -> Onemin3DError:
     if not api:
         return ResultUnavailable(f"The result file was refused by its host (HTTP {status}); its link may "
-                                 "have expired: try the download again from the history.",
-                                 status=status, detail=body.message)
+                                 "have expired", status=status, detail=body.message)
     if body.is_html:
         # a JSON API does not answer with a page: a proxy, firewall or Cloudflare stopped the call
         blocked = NetworkError(f"the {what} was blocked before it reached 1min.ai (HTTP {status}: "
@@ -967,8 +959,7 @@ def _credits(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool
 def _too_large(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
                ) -> Onemin3DError:
     if not api:  # a download sends no body: this is the host refusing the result, not our image
-        return ResultUnavailable(f"The result could not be downloaded (HTTP {status}): try the download again "
-                                 "later from the history.",
+        return ResultUnavailable(f"The result could not be downloaded (HTTP {status})",
                                  status=status, detail=body.message)
     return InvalidInput(_describe(body, status) or "the upload is too large", code=body.code,
                         status=413)
@@ -976,8 +967,7 @@ def _too_large(status: int, body: ErrorBody, headers: Mapping[str, str], api: bo
 
 def _not_found(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str) -> Onemin3DError:
     if not api:
-        return ResultUnavailable("The result file is not on the server (HTTP 404): it may have expired; "
-                                 "try the download again later from the history.",
+        return ResultUnavailable("The result file is not on the server (HTTP 404): it may have expired",
                                  status=404, detail=body.message)
     return BadResponse(f"the API has no such address (HTTP 404 for the {what}); check the base URL")
 
@@ -985,8 +975,7 @@ def _not_found(status: int, body: ErrorBody, headers: Mapping[str, str], api: bo
 def _invalid_input(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
                    ) -> Onemin3DError:
     if not api:
-        return ResultUnavailable(f"The result could not be downloaded (HTTP {status}): try the download again "
-                                 "later from the history.",
+        return ResultUnavailable(f"The result could not be downloaded (HTTP {status})",
                                  status=status, detail=body.message)
     if body.code == "EXTERNAL_API_RESPONSE_WITH_ERROR":
         # the message says "busy, try again", but retrying does not help: the cause is in details

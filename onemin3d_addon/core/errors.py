@@ -137,6 +137,15 @@ class ResultError(Onemin3DError):
     """The downloaded result cannot be used (unknown kind, too large, unsafe archive, corrupt)."""
 
 
+class ResultUnavailable(ResultError):
+    """A result address answered with an HTTP error (`status`): the next address may still work,
+    and a later try (a fresh link from a new status check) may too."""
+
+    def __init__(self, message: str = "", *, status: int, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.status = status
+
+
 class ImportFailed(Onemin3DError):
     """Blender could not turn the result into scene data."""
 
@@ -248,6 +257,9 @@ def user_message(err: BaseException) -> str:
                 "and report it if it keeps happening.")
     if isinstance(err, ImageError):
         return _sentence(msg or "The image cannot be used: choose a JPEG, PNG or WebP of at least 512×512.")
+    if isinstance(err, ResultUnavailable):
+        fix = FETCH_LATER if paid else "try the download again later from the history"
+        return f"{_clip(msg.rstrip('.'), 300) or 'The result could not be downloaded'}; {fix}."
     if isinstance(err, ResultError):
         return _sentence(msg or f"The result from 1min.ai cannot be used: download it again, free, {DOWNLOAD_AGAIN}.")
     if isinstance(err, ImportFailed):

@@ -619,10 +619,15 @@ def test_a_cancel_mid_download_leaves_no_partial_file(stand_in: FakeOneMinServer
                                                       result_dir: Path) -> None:
     stand_in.inject("never-ends", stage="download", interval=0.05, limit=20)
     cancel = threading.Event()
-    timer = threading.Timer(0.4, cancel.set)
-    timer.start()
-    err = fails(make_request(stand_in, api_key, photo, result_dir), cancel=cancel)
-    timer.join()
+    timers: list[threading.Timer] = []
+
+    def cancel_once_downloading(stage: str, fraction: float, message: str) -> None:
+        if stage == "download" and not timers:  # a moment into the endless body, whatever the load
+            timers.append(threading.Timer(0.3, cancel.set))
+            timers[0].start()
+
+    err = fails(make_request(stand_in, api_key, photo, result_dir), cancel=cancel, progress=cancel_once_downloading)
+    timers[0].join()
     assert_clean_failure(err, Cancelled, "cancelled", stage="download", api_key=api_key, result_dir=result_dir)
 
 
