@@ -25,12 +25,12 @@ import bpy
 
 from .blender import preferences, properties, runtime
 from .blender.runtime import Job
+from .core import options as options_schema
 from .core.client import RetryPolicy, Timeouts
 from .core.errors import Cancelled, ImageError, Onemin3DError
+from .core.options import ImportOptions
 
 __all__ = ["Job", "generate", "get_strength", "jobs", "pump", "set_strength", "shutdown", "submit", "wait"]
-
-_MODES = {"auto": "AUTO", "plane": "PLANE", "displacement": "DISPLACEMENT", "relief": "DISPLACEMENT"}
 
 #: Keyword arguments of submit() that are not import options.
 _JOB_KEYWORDS = frozenset({
@@ -44,18 +44,11 @@ def _default_options() -> dict[str, Any]:
     prefs = preferences.get_prefs()
     if prefs is not None:
         return properties.options_of(prefs.defaults)
-    defaults: dict[str, Any] = {}
-    for name in properties.OPTION_NAMES:
-        deferred = properties.ImportOptionsMixin.__annotations__[name]
-        defaults[name] = deferred.keywords.get("default")
-    return defaults
+    return dict(options_schema.defaults())  # the add-on is not enabled: the schema's own defaults
 
 
 def _mode(mode: str) -> str:
-    key = str(mode).strip().lower()
-    if key not in _MODES:
-        raise ValueError(f"mode must be one of {', '.join(sorted(_MODES))}, not {mode!r}")
-    return _MODES[key]
+    return options_schema.check_mode(mode)  # AUTO, PLANE, DISPLACEMENT (or RELIEF), any case
 
 
 def _image_path(image: Any, folder: Path) -> tuple[Path, str]:
@@ -92,13 +85,8 @@ def submit(image: Any, *, mode: str = "auto", api_key: str | None = None, base_u
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}; import options are "
                         f"{', '.join(properties.OPTION_NAMES)}")
     job_kw = {k: options.pop(k) for k in list(options) if k in _JOB_KEYWORDS}
-    import_options = _default_options()
-    for name, value in options.items():
-        import_options[name] = value.upper() if isinstance(value, str) and name != "interpolation" else value
-
-    from .blender import scene_build
-
-    scene_build.ImportOptions.from_mapping(import_options)  # bad names or values fail here, not later
+    # bad names or values fail here, not later; choices come back in their canonical spelling
+    import_options = ImportOptions.from_mapping({**_default_options(), **options}).as_dict()
     conn = preferences.connection_settings(api_key=api_key, base_url=base_url)
     changes: dict[str, Any] = {}
     if "use_async" in job_kw:

@@ -1,12 +1,13 @@
 """Main thread only: the add-on's property groups: `Scene.onemin3d` (saved) and `WindowManager.onemin3d` (transient).
 
-The import options are declared once, in `ImportOptionsMixin`, and shared by the scene
-settings, the preferences' defaults and the generate operator, so the three never drift apart.
+The import options are declared once, in `core/options.py`; `ImportOptionsMixin` turns them into
+Blender properties, shared by the scene settings, the preferences' defaults and the generate
+operator, so none of them can drift from the API's and the command line's.
 No secret is ever stored here: the key lives only in the add-on preferences.
 """
 
 # No `from __future__ import annotations`: Blender reads the property annotations as objects.
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 from bpy.props import (
@@ -19,112 +20,58 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..core import options as _schema
+
 # Blender 5.0 warns about "//" paths unless a property says it takes them; 4.2 has no such flag.
 _BLEND_RELATIVE: set[str] = {'PATH_SUPPORTS_BLEND_RELATIVE'} if bpy.app.version >= (5, 0, 0) else set()
 
-IMPORT_MODES = (
-    ('AUTO', "Auto", "Pick from the result: a 3D model is imported as is, a depth map becomes a relief of "
-                     "the photo, a colour image becomes a plane"),
-    ('PLANE', "Plane", "Show the result image on a flat, textured plane"),
-    ('DISPLACEMENT', "Relief", "Raise the photo into a relief mesh, using the result as a depth map"),
-)
+#: (value, label, description) of the import modes, as Blender's EnumProperty takes them
+IMPORT_MODES = tuple((c.value, c.label, c.description) for c in _schema.MODE.choices)
+
+
+def _blender_property(option: _schema.Option) -> Any:
+    """The bpy property declaring `option` (core.options is the one place its wording and limits live)."""
+    kw: dict[str, Any] = {"name": option.label, "description": option.description, "default": option.default}
+    if option.kind is str:
+        return EnumProperty(items=tuple((c.value, c.label, c.description) for c in option.choices), **kw)
+    if option.kind is bool:
+        return BoolProperty(**kw)
+    for key, value in (("min", option.min), ("max", option.max), ("soft_max", option.soft_max)):
+        if value is not None:
+            kw[key] = int(value) if option.kind is int else float(value)
+    kw.update(option.ui)
+    return (IntProperty if option.kind is int else FloatProperty)(**kw)
 
 
 class ImportOptionsMixin:
-    """The options of `scene_build.import_result`, as Blender properties."""
+    """The options of `scene_build.import_result`, as Blender properties, built from core.options."""
 
-    import_mode: EnumProperty(  # type: ignore[valid-type]
-        name="Mode", description="How the result is brought into the scene", items=IMPORT_MODES, default='AUTO',
-    )
-    # relief
-    resolution: IntProperty(  # type: ignore[valid-type]
-        name="Resolution", description="Vertices along the long side of the relief mesh",
-        default=512, min=16, soft_max=2048, max=4096,
-    )
-    strength: FloatProperty(  # type: ignore[valid-type]
-        name="Strength", description="Relief depth, as a fraction of the plane's width "
-                                     "(it can be changed on the object afterwards)",
-        default=0.15, min=0.0, soft_max=1.0, max=10.0, step=1, precision=3,
-    )
-    invert: BoolProperty(  # type: ignore[valid-type]
-        name="Invert", description="Raise dark areas instead of bright ones", default=False,
-    )
-    smooth: FloatProperty(  # type: ignore[valid-type]
-        name="Smooth", description="Blur the depth map by this many pixels first, to remove JPEG noise",
-        default=0.0, min=0.0, soft_max=10.0, max=100.0, subtype='PIXEL',
-    )
-    solid: BoolProperty(  # type: ignore[valid-type]
-        name="Solid", description="Close the relief with a flat back and side walls (watertight, printable)",
-        default=False,
-    )
-    # plane
-    size_mode: EnumProperty(  # type: ignore[valid-type]
-        name="Size Mode", description="How the plane is sized",
-        items=(
-            ('ABSOLUTE', "Absolute", "Use the given height"),
-            ('DPBU', "Pixels per Unit", "So many pixels per Blender unit"),
-        ),
-        default='ABSOLUTE',
-    )
-    height: FloatProperty(  # type: ignore[valid-type]
-        name="Height", description="Height of the plane (or relief)", default=1.0, min=0.001, soft_max=100.0,
-        subtype='DISTANCE', unit='LENGTH',
-    )
-    factor: FloatProperty(  # type: ignore[valid-type]
-        name="Pixels per Unit", description="How many pixels make one Blender unit", default=600.0,
-        min=1.0, soft_max=10000.0,
-    )
-    shader: EnumProperty(  # type: ignore[valid-type]
-        name="Shader", description="The material's shader",
-        items=(
-            ('PRINCIPLED', "Principled", "Principled BSDF"),
-            ('EMISSION', "Emission", "Emits the image's colours"),
-            ('SHADELESS', "Shadeless", "Shows the image's colours unaffected by lighting"),
-        ),
-        default='PRINCIPLED',
-    )
-    use_alpha: BoolProperty(  # type: ignore[valid-type]
-        name="Alpha", description="Use the image's alpha channel for transparency", default=True,
-    )
-    interpolation: EnumProperty(  # type: ignore[valid-type]
-        name="Interpolation", description="Texture interpolation",
-        items=(
-            ('Linear', "Linear", "Linear interpolation"),
-            ('Closest', "Closest", "No interpolation (sample the closest texel)"),
-            ('Cubic', "Cubic", "Cubic interpolation"),
-            ('Smart', "Smart", "Bicubic when magnifying, else mipmaps"),
-        ),
-        default='Linear',
-    )
-    relative: BoolProperty(  # type: ignore[valid-type]
-        name="Relative Paths", description="Store image paths relative to the .blend file (when it is saved)",
-        default=True,
-    )
-    align: EnumProperty(  # type: ignore[valid-type]
-        name="Align", description="How the plane or relief is oriented",
-        items=(
-            ('Z_UP', "Z Up", "Lying flat, facing up"),
-            ('CAMERA', "Face Camera", "Facing the active camera"),
-            ('VIEW', "Face View", "Facing the 3D view"),
-        ),
-        default='Z_UP',
-    )
-    # model
-    target_size: FloatProperty(  # type: ignore[valid-type]
-        name="Size", description="A 3D model is scaled so that its longest side has this length",
-        default=2.0, min=0.001, soft_max=100.0, subtype='DISTANCE', unit='LENGTH',
-    )
+    # Blender reads the class annotations as property declarations; these are core.options' own.
+    __annotations__ = {option.name: _blender_property(option) for option in (_schema.MODE, *_schema.OPTIONS)}
+
+    if TYPE_CHECKING:  # what the properties read as, for mypy only (never run: Blender sees the dict above)
+        import_mode: str
+        resolution: int
+        strength: float
+        invert: bool
+        smooth: float
+        solid: bool
+        size_mode: str
+        height: float
+        factor: float
+        shader: str
+        use_alpha: bool
+        interpolation: str
+        relative: bool
+        align: str
+        target_size: float
 
 
 #: The option names, in the order they are drawn; `import_mode` is passed separately.
-OPTION_NAMES: tuple[str, ...] = (
-    "resolution", "strength", "invert", "smooth", "solid",
-    "size_mode", "height", "factor", "shader", "use_alpha", "interpolation", "relative", "align",
-    "target_size",
-)
-RELIEF_OPTIONS = ("resolution", "strength", "invert", "smooth", "solid")
-PLANE_OPTIONS = ("size_mode", "height", "factor", "shader", "use_alpha", "interpolation", "relative", "align")
-MODEL_OPTIONS = ("target_size",)
+OPTION_NAMES: tuple[str, ...] = _schema.NAMES
+RELIEF_OPTIONS = _schema.RELIEF_NAMES
+PLANE_OPTIONS = _schema.PLANE_NAMES
+MODEL_OPTIONS = _schema.MODEL_NAMES
 
 
 def options_of(owner: Any) -> dict[str, Any]:

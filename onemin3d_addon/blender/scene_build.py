@@ -30,7 +30,7 @@ import contextlib
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,8 +40,10 @@ import numpy.typing as npt
 from mathutils import Matrix, Quaternion, Vector
 from PIL import Image, ImageOps
 
+from ..core import options as option_schema
 from ..core import results
 from ..core.errors import ImportFailed, Onemin3DError, get_logger
+from ..core.options import ImportOptions
 from . import compat
 
 log = get_logger(__name__)
@@ -62,11 +64,11 @@ KIND_PROPERTY = "onemin3d_kind"
 #: thickness of a solid relief's base below its lowest point, as a fraction of the plane width
 SOLID_BASE = 0.05
 
-MODES = ("AUTO", "PLANE", "DISPLACEMENT")
-SIZE_MODES = ("ABSOLUTE", "DPBU")
-SHADERS = ("PRINCIPLED", "EMISSION", "SHADELESS")
-INTERPOLATIONS = ("Linear", "Closest", "Cubic", "Smart")
-ALIGNS = ("Z_UP", "CAMERA", "VIEW")
+MODES = option_schema.MODE.values
+SIZE_MODES = option_schema.choices("size_mode")
+SHADERS = option_schema.choices("shader")
+INTERPOLATIONS = option_schema.choices("interpolation")
+ALIGNS = option_schema.choices("align")
 
 _RELIEF_GROUP_VERSION = 1
 _ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
@@ -85,58 +87,6 @@ _MAX_DIRECT_TAPS = 41
 
 
 # --- options and results ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImportOptions:
-    """The options of `import_result`, with the defaults of the add-on's properties."""
-
-    # relief
-    resolution: int = 512
-    strength: float = 0.15
-    invert: bool = False
-    smooth: float = 0.0
-    solid: bool = False
-    # plane and relief
-    size_mode: str = "ABSOLUTE"
-    height: float = 1.0
-    factor: float = 600.0
-    shader: str = "PRINCIPLED"
-    use_alpha: bool = True
-    interpolation: str = "Linear"
-    relative: bool = True
-    align: str = "Z_UP"
-    # model
-    target_size: float = 2.0
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any] | ImportOptions | None) -> ImportOptions:
-        """Options from a mapping of option names (unknown names are a TypeError), checked."""
-        if options is None:
-            return cls()
-        if isinstance(options, ImportOptions):
-            return options.checked()
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - names)
-        if unknown:
-            raise TypeError(f"unknown import option(s): {', '.join(unknown)}")
-        return cls(**dict(options)).checked()
-
-    def checked(self) -> ImportOptions:
-        _check_choice("size_mode", self.size_mode, SIZE_MODES)
-        _check_choice("shader", self.shader, SHADERS)
-        _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
-        _check_choice("align", _align_name(self.align), ALIGNS)
-        if int(self.resolution) < 2:
-            raise ValueError(f"resolution must be at least 2, not {self.resolution}")
-        for name in ("height", "factor", "target_size"):
-            if not float(getattr(self, name)) > 0.0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
-        if float(self.strength) < 0.0:
-            raise ValueError(f"strength must not be negative, not {self.strength}")
-        if float(self.smooth) < 0.0:
-            raise ValueError(f"smooth must not be negative, not {self.smooth}")
-        return self
 
 
 @dataclass
@@ -161,7 +111,7 @@ def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
 
 
 def _align_name(align: str) -> str:
-    return "CAMERA" if align == "CAM" else align  # Blender's own operator calls it CAM
+    return option_schema.get("align").aliases.get(align, align)  # Blender's own operator calls it CAM
 
 
 # --- all or nothing --------------------------------------------------------------------------
@@ -1454,8 +1404,7 @@ def import_result(result_file: str | os.PathLike[str], source_image: str | os.Pa
     any failure everything made so far is removed and ImportFailed is raised.
     """
     opts = ImportOptions.from_mapping(options)
-    mode = (mode or "AUTO").upper()
-    _check_choice("mode", mode, MODES)
+    mode = option_schema.check_mode(mode)
     result = Path(result_file)
     source = Path(source_image) if source_image else None
     label = (source or result).stem
