@@ -1,13 +1,25 @@
-"""bpy-free: turn a user's image file into one 1min.ai accepts (JPEG/PNG/WebP, 512..2048 px), re-encoding only when needed.
+"""bpy-free: turn a user's image file into one 1min.ai accepts (JPEG/PNG/WebP, 512..2048 px), re-encoding only when needed; the one reader of image headers and EXIF orientation.
 
-`prepare()` is the only door: it checks the file, decodes it safely (Pillow's decompression-bomb
-guard stays on and truncated files are refused, never padded), applies the EXIF orientation,
-converts what the service does not take, and scales into range. A file that is already fine is
-returned as it is, so the user's bytes are uploaded untouched and nothing is re-encoded.
+`prepare()` is the only door to the upload: it checks the file, decodes it safely (Pillow's
+decompression-bomb guard stays on and truncated files are refused, never padded), applies the
+EXIF orientation, converts what the service does not take, and scales into range. A file that is
+already fine is returned as it is, so the user's bytes are uploaded untouched and nothing is
+re-encoded.
+
+`image_info()` (and `exif_orientation()` for an image already open) is the one place that says
+how big an image is as stored, as Blender shows it (Blender ignores EXIF orientation), and how
+its EXIF turns it upright, as `prepare()` sends it and a photo viewer shows it, without decoding
+a pixel: the scene builders size and map their planes and reliefs from it, so the upload, the
+depth map that comes back and the texture in Blender agree for every format and orientation.
+
+`IMAGE_SUFFIXES` are the photos the add-on offers to send, everywhere (file browser, panel, drop,
+command line). Pillow is imported on first use: registering the add-on does not load it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import re
@@ -15,13 +27,15 @@ import stat
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from typing import TYPE_CHECKING, Any, Final
 
 from .errors import ImageError, get_logger
+
+if TYPE_CHECKING:
+    from PIL import Image, ImageFile
 
 log = get_logger(__name__)
 
@@ -32,19 +46,31 @@ JPEG_QUALITY = 95
 #: 1min.ai refuses uploads over 50 MB with a 413.
 PASSTHROUGH_MAX_BYTES = 20 * 1024 * 1024
 
+#: The photo files the add-on offers to send (file browser, panel, drop, command line), lower case:
+#: what Pillow decodes for the upload and Blender also shows as the texture of a plane or relief.
+#: Not GIF: Blender loads no pixels from it, so its relief would show the missing-texture pink.
+IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".tga")
+
 _MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 _PASSTHROUGH_MODES = {"JPEG": {"RGB", "L"}, "MPO": {"RGB", "L"}, "PNG": {"RGB", "RGBA", "L"},
                       "WEBP": {"RGB", "RGBA"}}
 _LOSSY = {"JPEG", "MPO", "WEBP"}
 _EXIF_ORIENTATION = 0x0112
+_SWAPPING = (5, 6, 7, 8)  # the EXIF orientations that turn by 90°: width and height trade places
+_ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
+_MAX_PNG_CHUNKS = 1 << 16  # a walk of chunk headers for a late eXIf stops here (no PNG has so many)
 
-# What Pillow's decoders raise on hostile or broken input. Pillow documents OSError
-# (UnidentifiedImageError, "image file is truncated") and DecompressionBombError; its own fuzzers
-# also meet the rest on crafted headers. MemoryError is a crafted header within the pixel limit.
-_DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError,
-    ZeroDivisionError, NotImplementedError, MemoryError, Image.DecompressionBombError,
-)
+
+@functools.cache
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow's decoders raise on hostile or broken input. Pillow documents OSError
+    (UnidentifiedImageError, "image file is truncated") and DecompressionBombError; its own
+    fuzzers also meet the rest on crafted headers. MemoryError is a crafted header within the
+    pixel limit."""
+    from PIL import Image
+
+    return (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError,
+            ZeroDivisionError, NotImplementedError, MemoryError, Image.DecompressionBombError)
 
 PathLike = str | os.PathLike[str]
 
@@ -81,39 +107,95 @@ def prepare(path: PathLike, max_side: int = DEFAULT_MAX_SIDE, allow_upscale: boo
     empty, not an image, truncated or corrupt, a decompression bomb, smaller than 512×512
     without `allow_upscale`, or too long and narrow to fit both limits.
     """
+    from PIL import Image, UnidentifiedImageError
+
     if max_side < MIN_SIDE:
         raise ValueError(f"max_side must be at least {MIN_SIDE}, not {max_side}")
     src = Path(os.fsdecode(path))
     size_bytes = _check_file(src)
     name = src.name
-    try:
-        img = Image.open(src)
-    except Image.DecompressionBombError as exc:
-        raise _bomb(name) from exc
-    except PermissionError as exc:
-        raise _unreadable(src) from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"'{name}' is not an image this add-on can read: save it as JPEG or PNG "
-                         "and choose that file.") from exc
-    except _DECODE_ERRORS as exc:
-        raise _corrupt(name, exc) from exc
-    with img:
-        raw_w, raw_h = img.size
-        if raw_w * raw_h > (Image.MAX_IMAGE_PIXELS or math.inf):
+    with contextlib.ExitStack() as stack:
+        try:
+            img = stack.enter_context(open_image(src))
+        except Image.DecompressionBombError as exc:
+            raise _bomb(name) from exc
+        except PermissionError as exc:
+            raise _unreadable(src) from exc
+        except UnidentifiedImageError as exc:
+            raise ImageError(f"'{name}' is not an image this add-on can read: save it as JPEG or PNG "
+                             "and choose that file.") from exc
+        except _decode_errors() as exc:
+            raise _corrupt(name, exc) from exc
+        info = _header(img, src)
+        if info.width * info.height > (Image.MAX_IMAGE_PIXELS or math.inf):
             # Pillow only warns between 1× and 2× its limit; a warning filter is process-global
             # and not thread-safe, so the limit is enforced here instead.
             raise _bomb(name)
-        orientation = _orientation(img)
-        w, h = (raw_h, raw_w) if orientation in (5, 6, 7, 8) else (raw_w, raw_h)
+        w, h = info.upright_size
         target = _target_size(name, w, h, max_side, allow_upscale)
-        fmt = img.format or ""
-        if (target == (w, h) and orientation == 1 and fmt in _PASSTHROUGH_MODES
+        fmt = info.format
+        if (target == (w, h) and info.orientation == 1 and fmt in _PASSTHROUGH_MODES
                 and img.mode in _PASSTHROUGH_MODES[fmt] and (fmt == "MPO" or not getattr(img, "is_animated", False))
                 and size_bytes <= PASSTHROUGH_MAX_BYTES):
             if _walk_container(src, name, fmt) and _decodes(img, name, fmt):
                 return PreparedImage(src, w, h, _MIME[fmt], converted=False)
-        out, size, mime = _convert(img, src, name, max_side, allow_upscale, work_dir)
+        out, size, mime = _convert(img, info, src, name, target, work_dir)
         return PreparedImage(out, size[0], size[1], mime, converted=True)
+
+
+@contextlib.contextmanager
+def open_image(path: PathLike) -> Iterator[ImageFile.ImageFile]:
+    """`PIL.Image.open(path)`, through a file object: how the add-on opens every image it decodes.
+
+    Pillow 13 reads an uncompressed TIFF (grey, RGBA, 16-bit, palette, CMYK) whose EXIF turns it
+    by 90° through a memory map with the turned row length, which garbles its pixels; from a file
+    object it decodes them normally (and turns them upright itself, as it does every TIFF).
+    """
+    from PIL import Image
+
+    with open(os.fsdecode(path), "rb") as fh, Image.open(fh) as img:
+        yield img
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image file's header says; no pixel is decoded."""
+
+    width: int          # as stored: as Blender shows the file (Blender ignores EXIF orientation)
+    height: int
+    has_alpha: bool
+    orientation: int    # EXIF orientation 1..8; 1 when there is none or it is broken
+    format: str         # Pillow's name of the format: JPEG, PNG, TIFF, WEBP, ...
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """The size as a photo viewer shows it, and `prepare()` sends it (EXIF rotation applied)."""
+        return (self.height, self.width) if self.orientation in _SWAPPING else (self.width, self.height)
+
+
+def image_info(path: PathLike) -> ImageInfo:
+    """Stored size, alpha, EXIF orientation and format of the image at `path`, from its header only.
+
+    ImageError, with the fix in the message, when the file is missing, unreadable, not an image
+    or claims more pixels than the decompression-bomb limit.
+    """
+    from PIL import Image
+
+    src = Path(os.fsdecode(path))
+    _check_file(src)
+    try:
+        with open_image(src) as img:
+            info = _header(img, src)
+    except Image.DecompressionBombError as exc:
+        raise _bomb(src.name) from exc
+    except PermissionError as exc:
+        raise _unreadable(src) from exc
+    except _decode_errors() as exc:
+        raise ImageError(f"'{src.name}' is not an image this add-on can read ({_short(exc)}): "
+                         "choose a JPEG, PNG or WebP file.") from exc
+    if info.width <= 0 or info.height <= 0:
+        raise ImageError(f"'{src.name}' is an empty image (no pixels): choose another image.")
+    return info
 
 
 def image_size(path: PathLike, *, oriented: bool = False) -> tuple[int, int]:
@@ -122,21 +204,80 @@ def image_size(path: PathLike, *, oriented: bool = False) -> tuple[int, int]:
     The stored size by default, as Blender shows the file (Blender ignores EXIF orientation);
     with `oriented=True` the size after the EXIF rotation, as `prepare()` sends it.
     """
-    src = Path(os.fsdecode(path))
-    _check_file(src)
+    info = image_info(path)
+    return info.upright_size if oriented else (info.width, info.height)
+
+
+def exif_orientation(img: Image.Image, path: PathLike | None = None) -> int:
+    """The EXIF orientation (1..8) of an opened image, known without decoding a pixel: the one
+    EXIF reader of the add-on (`image_info`, `prepare` and the depth map's reader use it).
+
+    JPEG, WebP, TIFF and the rest: Pillow's `getexif()`, which reads the header only (and, as
+    `ImageOps.exif_transpose` does, an XMP orientation when EXIF has none). PNG: the eXIf chunk
+    before the pixels, else, given `path`, one after them, found by a walk of the chunk headers
+    (Pillow's own `getexif()` would decode the whole image to look there). A broken EXIF block
+    counts as 1: the pixels are shown as stored rather than refused.
+    """
+    from PIL import Image
+
     try:
-        with Image.open(src) as img:
-            w, h = img.size
-            if oriented and _orientation(img) in (5, 6, 7, 8):
-                return h, w
-            return w, h
-    except Image.DecompressionBombError as exc:
-        raise _bomb(src.name) from exc
-    except PermissionError as exc:
-        raise _unreadable(src) from exc
-    except _DECODE_ERRORS as exc:
-        raise ImageError(f"'{src.name}' is not an image this add-on can read ({_short(exc)}): "
-                         "choose a JPEG, PNG or WebP file.") from exc
+        if img.format == "PNG":
+            raw = img.info.get("exif")
+            if not isinstance(raw, bytes) and path is not None:
+                raw = _late_png_exif(Path(os.fsdecode(path)))
+            if not isinstance(raw, bytes):
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = img.getexif()
+        value = exif.get(_EXIF_ORIENTATION, 1)
+    except _decode_errors():
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _header(img: Image.Image, src: Path) -> ImageInfo:
+    orientation = exif_orientation(img, src)
+    width, height = _stored_size(img, orientation)
+    alpha = img.mode in _ALPHA_MODES or "transparency" in img.info
+    return ImageInfo(width, height, alpha, orientation, img.format or "")
+
+
+def _stored_size(img: Image.Image, orientation: int) -> tuple[int, int]:
+    """The size as the file stores it. Pillow (11 and later) reports a TIFF that its EXIF turns
+    by 90° as upright already, and turns its pixels while loading them; Blender shows the TIFF as
+    stored, like every other format, so the stored size comes from the TIFF's own tags."""
+    w, h = img.size
+    if img.format == "TIFF" and orientation in _SWAPPING:
+        tags: Any = getattr(img, "tag_v2", None)
+        stored = (tags.get(256), tags.get(257)) if tags is not None else (None, None)  # ImageWidth, ImageLength
+        if stored == (h, w):
+            return h, w
+    return w, h
+
+
+def _late_png_exif(src: Path) -> bytes | None:
+    """The body of a PNG's eXIf chunk wherever it is, from a walk of the chunk headers (a seek
+    past each body: about a millisecond for a large PNG); None when there is none."""
+    try:
+        with open(src, "rb") as fh:
+            if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+                return None
+            for _ in range(_MAX_PNG_CHUNKS):
+                head = fh.read(8)
+                if len(head) < 8:
+                    return None
+                length, ctype = struct.unpack(">I4s", head)
+                if ctype == b"eXIf":
+                    body = fh.read(length)
+                    return body if len(body) == length else None
+                if ctype == b"IEND":
+                    return None
+                fh.seek(length + 4, os.SEEK_CUR)
+    except OSError:
+        return None
+    return None
 
 
 # --- checks ----------------------------------------------------------------------------------------
@@ -174,6 +315,8 @@ def _unreadable(src: Path) -> ImageError:
 
 
 def _bomb(name: str) -> ImageError:
+    from PIL import Image
+
     limit = Image.MAX_IMAGE_PIXELS or 0
     return ImageError(f"'{name}' claims more than {limit:,} pixels, so it was refused as a possible "
                       "decompression bomb: scale it down to at most 2048 px in an image editor first.")
@@ -187,25 +330,6 @@ def _corrupt(name: str, exc: BaseException) -> ImageError:
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 100 else text[:99] + "…"
-
-
-def _orientation(img: Image.Image) -> int:
-    """The EXIF orientation (1..8) known without decoding pixels."""
-    try:
-        if img.format == "PNG":
-            # PngImageFile.getexif() decodes the whole image to find an eXIf chunk after the
-            # pixels; only the one before IDAT is read here, `_walk_png` finds a late one.
-            raw = img.info.get("exif")
-            if not isinstance(raw, bytes):
-                return 1
-            exif = Image.Exif()
-            exif.load(raw)
-        else:
-            exif = img.getexif()
-        value = exif.get(_EXIF_ORIENTATION, 1)
-    except _DECODE_ERRORS:
-        return 1  # a broken EXIF block: show the pixels as stored rather than refuse the image
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _walk_container(src: Path, name: str, fmt: str) -> bool:
@@ -247,7 +371,7 @@ def _decodes(img: ImageFile.ImageFile, name: str, fmt: str) -> bool:
         if fmt in ("JPEG", "MPO"):
             img.draft(img.mode if img.mode in ("RGB", "L") else None, (1, 1))
         img.load()
-    except _DECODE_ERRORS as exc:
+    except _decode_errors() as exc:
         raise _corrupt(name, exc) from exc
     return True
 
@@ -276,11 +400,13 @@ def _walk_png(data: bytes) -> bool:
         if ctype == b"IHDR":
             fine = fine and length >= 9 and data[pos + 16] == 8
         elif ctype == b"eXIf":
+            from PIL import Image
+
             exif = Image.Exif()
             try:
                 exif.load(data[pos + 8:body_end])
                 fine = fine and exif.get(_EXIF_ORIENTATION, 1) in (1, None)
-            except _DECODE_ERRORS:
+            except _decode_errors():
                 pass  # a broken EXIF block: the pixels are shown as stored
         elif ctype == b"IEND":
             return fine
@@ -373,35 +499,34 @@ def _target_size(name: str, w: int, h: int, max_side: int, allow_upscale: bool) 
 # --- conversion -----------------------------------------------------------------------------------
 
 
-def _convert(img: ImageFile.ImageFile, src: Path, name: str, max_side: int, allow_upscale: bool,
+def _convert(img: ImageFile.ImageFile, info: ImageInfo, src: Path, name: str, target: tuple[int, int],
              work_dir: Path | None) -> tuple[Path, tuple[int, int], str]:
-    fmt = img.format or ""
-    orientation = _orientation(img)
-    raw_w, raw_h = img.size
-    swapped = orientation in (5, 6, 7, 8)
-    target = _target_size(name, *((raw_h, raw_w) if swapped else (raw_w, raw_h)), max_side, allow_upscale)
+    """Decode, turn upright, convert and scale `img` to `target` (upright), into a new file."""
+    from PIL import Image, ImageOps
+
+    fmt = info.format
     try:
         if fmt in ("JPEG", "MPO"):
             # decode at the smallest DCT scale still at least as big as the target (in the
             # file's own orientation): a 6000 px photo decodes 4-8× faster
-            tw, th = (target[1], target[0]) if swapped else target
-            if tw < raw_w and th < raw_h:
+            tw, th = (target[1], target[0]) if info.orientation in _SWAPPING else target
+            if tw < info.width and th < info.height:
                 img.draft(img.mode if img.mode in ("RGB", "L") else None, (tw, th))
         img.load()  # LOAD_TRUNCATED_IMAGES stays False: a truncated file raises here
-        late = _orientation_after_load(img)
-        if late != orientation and (late in (5, 6, 7, 8)) != swapped:
-            target = (target[1], target[0])  # a PNG eXIf chunk after the pixels turned it
         icc = img.info.get("icc_profile")
         src_mode = img.mode
         frame: Image.Image = img
-        if late != 1:
+        # What is left to turn once loaded: a TIFF comes upright already (Pillow turns it while
+        # loading, and drops its tag), the rest as stored.
+        if _orientation_after_load(img) != 1:
             frame = ImageOps.exif_transpose(img)
+        target = _facing(target, frame.size)
         frame = _normalise_mode(frame)
         if frame.size != target:
             frame = frame.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     except Image.DecompressionBombError as exc:
         raise _bomb(name) from exc
-    except _DECODE_ERRORS as exc:
+    except _decode_errors() as exc:
         raise _corrupt(name, exc) from exc
 
     if frame.mode == "RGBA" or src_mode in ("P", "PA", "1"):
@@ -423,16 +548,24 @@ def _convert(img: ImageFile.ImageFile, src: Path, name: str, max_side: int, allo
         params.update(quality=JPEG_QUALITY, subsampling=0, optimize=False)
     folder = work_dir if work_dir is not None else Path(tempfile.mkdtemp(prefix="onemin3d-img-"))
     out = _write_new(folder, src.stem or "image", suffix, frame, out_fmt, params)
-    log.debug("prepared %s: %s %s → %s %s", name, fmt, (raw_w, raw_h), out.name, frame.size)
+    log.debug("prepared %s: %s %s → %s %s", name, fmt, (info.width, info.height), out.name, frame.size)
     return out, frame.size, mime
 
 
 def _orientation_after_load(img: Image.Image) -> int:
     try:
         value = img.getexif().get(_EXIF_ORIENTATION, 1)
-    except _DECODE_ERRORS:
+    except _decode_errors():
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _facing(target: tuple[int, int], upright: tuple[int, int]) -> tuple[int, int]:
+    """`target`, turned by 90° when the decoded, upright frame stands the other way (landscape
+    against portrait): a rotation only the decoder knew of is followed, never stretched."""
+    if (target[0] - target[1]) * (upright[0] - upright[1]) < 0:
+        return target[1], target[0]
+    return target
 
 
 def _normalise_mode(img: Image.Image) -> Image.Image:
