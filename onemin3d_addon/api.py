@@ -188,9 +188,9 @@ def get_strength(obj: Any) -> float:
     Raises ValueError when `obj` is not such a relief. Works on every supported Blender: the
     Strength is a Geometry Nodes modifier input, stored differently from 5.2 on.
     """
-    from .blender import scene_build
+    from .blender.build_relief import get_relief_strength
 
-    value = scene_build.get_relief_strength(obj)
+    value = get_relief_strength(obj)
     if value is None:
         raise ValueError(f"'{obj.name}' is not a relief made by this add-on")
     return value
@@ -198,6 +198,6 @@ def get_strength(obj: Any) -> float:
 
 def set_strength(obj: Any, value: float) -> None:
     """Change a relief's depth live, as the Strength slider does (a fraction of its width)."""
-    from .blender import scene_build
+    from .blender.build_relief import set_relief_strength
 
-    scene_build.set_relief_strength(obj, value)
+    set_relief_strength(obj, value)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from onemin3d_addon.blender import build_common, build_model, build_relief
 from onemin3d_addon.blender import scene_build as sb
 from onemin3d_addon.core.errors import ImportFailed, user_message
 
@@ -174,18 +175,33 @@ def test_relief_uvs_show_the_photo_upright_with_its_corners_on_the_mesh_corners(
         assert lookup(photo, got * 0.98 + 0.01) == colour
 
 
+def blender_lookup(image: Any, uv: np.ndarray) -> tuple[int, ...]:
+    """The pixel Blender itself holds for `image` at `uv` (what the texture shows), 0..255."""
+    w, h = image.size
+    px = np.empty(w * h * image.channels, np.float32)
+    image.pixels.foreach_get(px)
+    px = px.reshape(h, w, image.channels)
+    x, y = min(int(uv[0] * w), w - 1), min(int(uv[1] * h), h - 1)  # Blender's rows start at the bottom
+    return tuple(int(round(c * 255)) for c in px[y, x, :3])
+
+
 @pytest.mark.smoke
+@pytest.mark.parametrize("suffix", [".jpg", ".tif", ".png"])
 @pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
-def test_plane_honours_exif_orientation_so_the_photo_shows_upright(empty_blend: Blend, orientation: int) -> None:
-    photo = quadrant_photo(empty_blend.tmp / "photo.jpg", exif_orientation=orientation)
+def test_plane_honours_exif_orientation_so_the_photo_shows_upright(empty_blend: Blend, orientation: int,
+                                                                   suffix: str) -> None:
+    """Blender shows every format as stored (it ignores EXIF); the UVs turn it upright. A TIFF
+    with Orientation 6 is 400×300 upright here whatever Pillow reports for it."""
+    photo = quadrant_photo(empty_blend.tmp / f"photo{suffix}", exif_orientation=orientation)
     coll = empty_blend.bpy.data.collections.new("test")
     obj = sb.import_plane(photo, collection=coll)
     assert obj.dimensions.x == pytest.approx(4 / 3) and obj.dimensions.y == pytest.approx(1.0)
+    image = node(obj.active_material, "ShaderNodeTexImage").image
     co = positions(obj.data)
     for (sx, sy), colour in {(-1, 1): RED, (1, 1): GREEN, (-1, -1): BLUE, (1, -1): WHITE}.items():
         uv = vertex_uv(obj.data, corner_vertex(co, sx, sy))
         inward = uv + 0.05 * (0.5 - uv) * 2  # step into the pixel, away from the edge
-        assert _close(lookup(photo, inward), colour), (orientation, sx, sy)
+        assert _close(blender_lookup(image, inward), colour), (orientation, sx, sy)
 
 
 @pytest.mark.parametrize("orientation", [6, 3])
@@ -313,64 +329,6 @@ def test_smooth_blurs_away_noise_but_keeps_the_blob(empty_blend: Blend) -> None:
     assert smooth[0] < 0.35 * rough[0]
 
 
-# --- numpy sampling, unit level --------------------------------------------------------------------
-
-
-def test_area_resample_takes_exact_box_means_not_nearest_pixels() -> None:
-    stripes = np.tile(np.array([0.0, 1.0], np.float32), (8, 8))  # 8×16, 1-pixel columns
-    out = sb.area_resample(stripes, 5, 9)   # one vertex every 2 px: each box covers one of each
-    np.testing.assert_allclose(out[:, 1:-1], 0.5, atol=1e-6)
-    rng = np.random.default_rng(0)
-    for shape, grids in (((7, 10), ((4, 5), (3, 11), (7, 10), (2, 2), (8, 11), (12, 30))),
-                         ((8, 16), ((3, 5), (5, 9), (9, 17), (2, 3), (5, 5)))):  # whole-pixel cells too
-        img = rng.random(shape).astype(np.float32)
-        for rows, cols in grids:
-            np.testing.assert_allclose(sb.area_resample(img, rows, cols), _exact_means(img, rows, cols),
-                                       atol=2e-6, err_msg=f"{shape} → {rows}×{cols}")
-
-
-def _exact_means(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Means over each vertex's cell, from the exact overlap of every pixel with every cell."""
-    def weights(n: int, size: int) -> np.ndarray:
-        step = size / (n - 1)
-        lo = np.clip(np.arange(n) * step - step / 2, 0, size)[:, None]
-        hi = np.clip(np.arange(n) * step + step / 2, 0, size)[:, None]
-        p = np.arange(size)[None, :]
-        overlap = np.clip(np.minimum(hi, p + 1) - np.maximum(lo, p), 0, None)
-        return overlap / overlap.sum(axis=1, keepdims=True)
-
-    h, w = img.shape
-    return weights(rows, h) @ img.astype(np.float64) @ weights(cols, w).T
-
-
-def _uv_by_formula(rows: int, cols: int, orientation: int, x_major: bool) -> np.ndarray:
-    """quad_grid_uv written out the slow, obvious way: every corner's (s, t), then the EXIF turn."""
-    faces = [(i, j) for i in range(cols - 1) for j in range(rows - 1)] if x_major else \
-        [(i, j) for j in range(rows - 1) for i in range(cols - 1)]
-    st = np.array([((i + di) / (cols - 1), (j + dj) / (rows - 1))
-                   for i, j in faces for di, dj in ((0, 0), (1, 0), (1, 1), (0, 1))], np.float64)
-    u, v = sb._oriented_uv(st[:, 0], st[:, 1], orientation)
-    return np.stack([u, v], axis=1).reshape(-1)
-
-
-@pytest.mark.parametrize(("rows", "cols"), [(2, 2), (2, 9), (9, 2), (3, 4), (40, 7), (5, 600)])
-def test_quad_grid_uv_puts_every_corner_at_its_place_for_every_orientation_and_order(rows: int, cols: int) -> None:
-    for orientation in range(1, 9):
-        for x_major in (False, True):
-            got = sb.quad_grid_uv(rows, cols, orientation, x_major=x_major)
-            assert got.dtype == np.float32 and got.flags.c_contiguous
-            np.testing.assert_allclose(got, _uv_by_formula(rows, cols, orientation, x_major), atol=1e-6,
-                                       err_msg=f"{rows}×{cols}, orientation {orientation}, x_major {x_major}")
-    exact = sb.quad_grid_uv(rows, cols).reshape(-1, 2)
-    assert exact.min() == 0.0 and exact.max() == 1.0  # the corners land exactly on the image's
-
-
-def test_banded_transpose_is_numpys_transpose() -> None:
-    a = np.random.default_rng(3).random((130, 77)).astype(np.float32)
-    t = sb._transposed(a)
-    assert t.flags.c_contiguous and np.array_equal(t, a.T)
-
-
 @pytest.mark.parametrize(("rows", "cols", "orientation"), [(7, 11, 1), (7, 11, 6), (2, 2, 1), (2, 5, 8), (5, 2, 3)])
 def test_the_grid_nodes_layout_is_recognised_and_the_general_route_agrees_with_it(
         empty_blend: Blend, rows: int, cols: int, orientation: int) -> None:
@@ -378,12 +336,12 @@ def test_the_grid_nodes_layout_is_recognised_and_the_general_route_agrees_with_i
     route for an unknown order reads the mesh's own arrays. Both must give the same relief."""
     width, height = 2.0, 1.2
     heights = np.random.default_rng(4).random((rows, cols)).astype(np.float32)
-    with sb._all_or_nothing("test grid") as created:
-        mesh = sb._grid_mesh_from_nodes("grid", rows, cols, width, height, created)
-        layout = sb._grid_layout(mesh, rows, cols, width, height)
+    with build_common.all_or_nothing("test grid") as created:
+        mesh = build_relief._grid_mesh_from_nodes("grid", rows, cols, width, height, created)
+        layout = build_relief._grid_layout(mesh, rows, cols, width, height)
         assert layout == "x-major"  # Blender 3.0 to 5.0; a new order would land in the general route
-        fast = sb._grid_heights_and_uv(mesh, heights, width, height, orientation, layout)
-        general = sb._grid_heights_and_uv(mesh, heights, width, height, orientation, None)
+        fast = build_relief._grid_heights_and_uv(mesh, heights, width, height, orientation, layout)
+        general = build_relief._grid_heights_and_uv(mesh, heights, width, height, orientation, None)
     np.testing.assert_array_equal(fast[0], general[0])
     np.testing.assert_allclose(fast[1], general[1], atol=1e-6)
     co = positions(mesh)  # and the heights follow the vertices: vertex (i, j) gets heights[j, i]
@@ -397,32 +355,11 @@ def test_a_row_major_grid_is_recognised_too(empty_blend: Blend) -> None:
     rows, cols = 5, 8
     mesh = empty_blend.bpy.data.meshes.new("rows")
     arrays = sb.grid_arrays(rows, cols, 1.0, 1.0)
-    sb._write_mesh(mesh, arrays["positions"], arrays["edges"], arrays["corner_verts"], arrays["corner_edges"],
+    build_common.write_mesh(mesh, arrays["positions"], arrays["edges"], arrays["corner_verts"], arrays["corner_edges"],
                    arrays["face_starts"])
-    assert sb._grid_layout(mesh, rows, cols, 1.0, 1.0) == "row-major"
-    assert sb._grid_layout(mesh, cols, rows, 1.0, 1.0) is None  # the wrong shape is never taken for a layout
+    assert build_relief._grid_layout(mesh, rows, cols, 1.0, 1.0) == "row-major"
+    assert build_relief._grid_layout(mesh, cols, rows, 1.0, 1.0) is None  # the wrong shape is never taken for a layout
     empty_blend.bpy.data.meshes.remove(mesh)
-
-
-def test_gaussian_blur_is_normalised_and_its_fft_path_matches_the_direct_one() -> None:
-    rng = np.random.default_rng(2)
-    img = rng.random((60, 80)).astype(np.float32)
-    assert sb.gaussian_blur(np.full((20, 20), 0.7, np.float32), 3.0) == pytest.approx(0.7, abs=1e-5)
-    direct = sb.gaussian_blur(img, 6.0)   # 37 taps: shifted sums
-    wide = sb.gaussian_blur(img, 7.5)     # 47 taps: FFT
-    ref = np.array(img, np.float64)
-    for sigma, got in ((6.0, direct), (7.5, wide)):
-        r = int(np.ceil(3 * sigma))
-        x = np.arange(-r, r + 1)
-        k = np.exp(-0.5 * (x / sigma) ** 2)
-        k /= k.sum()
-        want = ref
-        for axis in (0, 1):
-            pad = [(0, 0), (0, 0)]
-            pad[axis] = (r, r)
-            p = np.pad(want, pad, mode="symmetric")
-            want = np.apply_along_axis(lambda v, k=k: np.convolve(v, k, mode="valid"), axis, p)
-        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=f"sigma {sigma}")
 
 
 # --- solid -----------------------------------------------------------------------------------------
@@ -816,7 +753,7 @@ def test_a_failure_after_the_mesh_is_built_removes_everything_the_relief_made(
     def fail(created: Any) -> Any:
         raise RuntimeError("forced failure after the mesh was built")
 
-    monkeypatch.setattr(sb, "_relief_node_group", fail)
+    monkeypatch.setattr(build_relief, "_relief_node_group", fail)
     photo = quadrant_photo(empty_blend.tmp / "photo.png")
     depth = blob_depth(empty_blend.tmp / "depth.png")
     err = _assert_refused_cleanly(empty_blend, lambda: sb.import_result(depth, photo, "AUTO", {"solid": solid}))
@@ -830,7 +767,7 @@ def test_a_failure_after_the_gltf_importer_ran_removes_all_it_made(empty_blend: 
     def fail(*args: Any) -> None:
         raise RuntimeError("forced failure while placing the model")
 
-    monkeypatch.setattr(sb, "_fit_to_cursor", fail)
+    monkeypatch.setattr(build_model, "_fit_to_cursor", fail)
     glb = empty_blend.tmp / "model.glb"
     glb.write_bytes(compute_result("glb", model_photo_bytes()))
     _assert_refused_cleanly(empty_blend, lambda: sb.import_result(glb, None, "AUTO"))
