@@ -1,12 +1,16 @@
-"""bpy-free, thread-confined: `OneMinClient`, the add-on's one door into HTTP (the 1min.ai API, uploads, downloads).
+"""bpy-free, thread-confined: `OneMinClient`, the add-on's one door into HTTP (the 1min.ai API, uploads, downloads): the streaming transport.
+
+What is said (addresses, bodies, the `aiRecord`, error answers and their exceptions) is
+core/protocol.py's; every name it had here is still importable from here. This module moves the
+bytes: sessions, retries, timeouts, streamed uploads and downloads, cancellation.
 
 Every byte the add-on sends or receives goes through `OneMinClient._call()`:
 
 * explicit `(connect, read)` timeouts on every request, and a bound on how long and how much a
   body may take, so a server that never finishes cannot hold a job forever;
 * transport exceptions become `NetworkError` (`raise … from exc`), status codes become our
-  exceptions through one table (`_STATUS_ERRORS`), and an error body is parsed once
-  (`parse_error_body`), whichever of the API's two error shapes, or an HTML page, it is;
+  exceptions through protocol's one table (`error_from_response`), and an error body is parsed
+  once (`parse_error_body`), whichever of the API's two error shapes, or an HTML page, it is;
 * retries follow one policy (`RetryPolicy`): a 429 is retried on any call, because the server
   did nothing; GETs are also retried on 5xx, on dropped connections and on a result that 404s
   right after success; a POST (upload, generation) is re-sent only when the connection failed
@@ -32,23 +36,18 @@ shared between threads.
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import html
 import json
-import math
 import os
-import random
 import re
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -69,36 +68,54 @@ from .errors import (
     AuthError,
     BadResponse,
     Cancelled,
-    CreditsExhausted,
     GarbledResponse,
-    GenerationFailed,
     ImageError,
-    InvalidInput,
     NetworkError,
     Onemin3DError,
     RateLimited,
     ResultError,
     ResultUnavailable,
-    ServerError,
     StillRunning,
     get_logger,
-    redact,
     register_secret,
 )
+from .protocol import (
+    ASSETS_PATH,
+    DEFAULT_ASSET_BASE_URL,
+    DEFAULT_BASE_URL,
+    FAILURE_STATUSES,
+    FEATURE_TYPE,
+    FEATURES_PATH,
+    MODEL,
+    SUCCESS_STATUSES,
+    ZERO_UUID,
+    ErrorBody,
+    GenerationRecord,
+    RetryPolicy,
+    Timeouts,
+    asset_base_url_for,
+    asset_key,
+    check_record,
+    clip,
+    error_from_response,
+    generation_body,
+    int_or_none,
+    parse_error_body,
+    parse_record,
+    result_path,
+)
+from .protocol import download_urls as _download_urls
 from .ratelimit import RateLimiter, limiter_for
 
+#: the names protocol.py took over, still importable from here (core.pipeline, the runtime, tests)
+__all__ = [
+    "CHUNK_SIZE", "DEFAULT_ASSET_BASE_URL", "DEFAULT_BASE_URL", "FAILURE_STATUSES", "FEATURE_TYPE", "MODEL",
+    "SUCCESS_STATUSES", "ZERO_UUID", "ErrorBody", "GenerationRecord", "OneMinClient", "ProgressCallback",
+    "ResultUnavailable", "RetryPolicy", "Timeouts", "check_record", "error_from_response", "parse_error_body",
+    "parse_record",
+]
+
 log = get_logger(__name__)
-
-DEFAULT_BASE_URL: Final = "https://api.1min.ai"
-DEFAULT_ASSET_BASE_URL: Final = "https://asset.1min.ai"
-
-FEATURE_TYPE: Final = "IMAGE_3D_GENERATOR"
-MODEL: Final = "stable-image"
-ZERO_UUID: Final = "00000000-0000-0000-0000-000000000000"
-
-#: the statuses a finished record can have; anything else means "still working"
-SUCCESS_STATUSES: Final = frozenset({"SUCCESS", "COMPLETED"})
-FAILURE_STATUSES: Final = frozenset({"FAILURE", "FAILED", "ERROR", "CANCELLED", "CANCELED"})
 
 #: transfer chunk: big enough that Python's per-chunk cost vanishes, small enough that progress
 #: and cancel checks stay fine-grained (about 100 checks per 25 MB)
@@ -122,197 +139,28 @@ _POLL_GROWTH: Final = 1.5
 _MAX_POLL_INTERVAL: Final = 10.0
 
 
-# --- settings and results ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds. `generate` is the read timeout of the synchronous generation POST."""
-
-    connect: float = 10.0
-    generate: float = 300.0
-    read: float = 60.0
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often, and how patiently, requests that are safe to repeat are repeated."""
-
-    attempts: int = 4  # tries in all, for retryable GETs and 429s
-    backoff: float = 0.5  # base seconds, doubled each try, with jitter
-    max_backoff: float = 8.0
-    max_retry_after: float = 60.0
-    not_found_retries: int = 5  # a result that 404s right after success
-
-    def delay(self, n: int) -> float:
-        """The wait before retry number `n` (1-based): exponential, capped, with jitter."""
-        base = min(self.max_backoff, self.backoff * (2.0 ** max(0, n - 1)))
-        return base * random.uniform(0.5, 1.0)
-
-
-@dataclass(frozen=True)
-class GenerationRecord:
-    """What the API says about one generation (`aiRecord`)."""
-
-    uuid: str
-    status: str  # SUCCESS / PROCESSING / FAILURE / ... (upper case)
-    result_keys: tuple[str, ...]
-    download_url: str | None  # aiRecord.temporaryUrl, else the top-level temporaryUrl
-    credit_limit: int | None  # aiRecord.teamUser.creditLimit
-    used_credit: int | None  # aiRecord.teamUser.usedCredit
-    error_message: str | None = None  # aiRecordDetail.errorMessage
-
-    @property
-    def credits_left(self) -> int | None:
-        if self.credit_limit is None or self.used_credit is None:
-            return None
-        return self.credit_limit - self.used_credit
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status in SUCCESS_STATUSES
-
-    @property
-    def failed(self) -> bool:
-        return self.status in FAILURE_STATUSES
-
-    @property
-    def finished(self) -> bool:
-        return self.succeeded or self.failed
-
-
-# --- parsing (pure functions: also the target of the fuzz tests) ---------------------------
-
-
-@dataclass(frozen=True)
-class ErrorBody:
-    """An error answer, whichever shape it came in."""
-
-    code: str | None  # errorCode / error.code
-    message: str | None  # message / error.message, or an HTML page's title
-    cause: str | None  # the real reason dug out of `details`, when there is one
-    is_html: bool
-    text: str  # the raw text, clipped
-
-
-def parse_error_body(raw: bytes, content_type: str = "") -> ErrorBody:
-    """Parse an error body once: `{"errorCode","message","details","context"}`,
-    `{"success": false, "error": {"code","message"}}`, an HTML page, or plain text."""
-    text = raw.decode("utf-8", "replace").strip()
-    clipped = _clip(text, 2000)
-    payload: Any = None
-    if text[:1] in ("{", "["):
-        try:
-            payload = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
-            payload = None
-    if isinstance(payload, dict):
-        code = _str(payload.get("errorCode")) or _str(payload.get("code"))
-        message = _str(payload.get("message"))
-        err = payload.get("error")
-        if isinstance(err, dict):
-            code = code or _str(err.get("code"))
-            message = message or _str(err.get("message"))
-            cause = _cause_from(err.get("details"))
-        else:
-            message = message or _str(err)
-            cause = None
-        cause = _cause_from(payload.get("details")) or cause
-        return ErrorBody(code, message, cause, False, clipped)
-    looks_html = "html" in content_type.lower() or text[:200].lstrip().lower().startswith(("<!doctype", "<html"))
-    if looks_html:
-        return ErrorBody(None, _html_summary(text), None, True, clipped)
-    return ErrorBody(None, _clip(text, 300) or None, None, False, clipped)
-
-
-def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], *, api: bool = True,
-                        what: str = "request") -> Onemin3DError:
-    """The exception for an HTTP error answer. `api` is False for result downloads."""
-    body = parse_error_body(raw, headers.get("Content-Type", ""))
-    if 400 <= status < 500 and status != 429 and _mentions_credit(body):
-        return CreditsExhausted(_describe(body, status) or "not enough credits")
-    factory = _STATUS_ERRORS.get(status)
-    if factory is None:
-        if status >= 500:
-            factory = _server_error
-        elif status >= 400:
-            factory = _invalid_input
-        else:
-            factory = _unexpected_status
-    return factory(status, body, headers, api, what)
-
-
-def parse_record(payload: object) -> GenerationRecord | None:
-    """The `aiRecord` of a features or results answer; None for `{"aiRecord": null}`.
-
-    BadResponse when the answer is not the documented shape (no uuid, no status, not an object).
-    The status is upper-cased; failure statuses are *not* raised here (see `check_record`).
-    """
-    if not isinstance(payload, dict):
-        raise BadResponse(f"expected a JSON object, got {_kind_of(payload)}")
-    if "aiRecord" not in payload:
-        message = _str(payload.get("message"))
-        raise BadResponse("the answer has no aiRecord" + (f" ({_clip(message, 120)})" if message else ""))
-    rec = payload["aiRecord"]
-    if rec is None:
-        return None
-    if not isinstance(rec, dict):
-        raise BadResponse(f"aiRecord is {_kind_of(rec)}, not an object")
-    uuid = _str(rec.get("uuid"))
-    if not uuid:
-        raise BadResponse("the aiRecord has no uuid")
-    if len(uuid) > 200:
-        raise BadResponse("the aiRecord's uuid is not an id (over 200 characters)")
-    status = _str(rec.get("status"))
-    if not status:
-        raise BadResponse("the aiRecord has no status")
-    detail = rec.get("aiRecordDetail")
-    detail = detail if isinstance(detail, dict) else {}
-    team = rec.get("teamUser")
-    team = team if isinstance(team, dict) else {}
-    error_message = _str(detail.get("errorMessage")) or _str(rec.get("errorMessage"))
-    return GenerationRecord(
-        uuid=uuid,
-        status=status.strip().upper()[:64],
-        result_keys=_result_keys(detail.get("resultObject")),
-        download_url=_http_url(rec.get("temporaryUrl")) or _http_url(payload.get("temporaryUrl")),
-        credit_limit=_int(team.get("creditLimit")),
-        used_credit=_int(team.get("usedCredit")),
-        error_message=_clip(error_message, 500) if error_message else None,
-    )
-
-
-def check_record(record: GenerationRecord) -> GenerationRecord:
-    """`record` when it is a usable success; BadResponse when it failed or has nothing to download."""
-    if record.failed:
-        raise GenerationFailed(record.error_message or f"status {record.status}, no reason given",
-                               status=record.status, uuid=record.uuid)
-    if record.succeeded and not (record.download_url or record.result_keys):
-        raise BadResponse("the generation finished but named no result file")
-    return record
-
-
 # --- the client ------------------------------------------------------------------------------
 
 T = TypeVar("T")
+_DEFAULT_TIMEOUTS: Final = Timeouts()
+_DEFAULT_RETRY: Final = RetryPolicy()
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes in all; 0 when unknown)
 
 
 class OneMinClient:
     """The 1min.ai API: upload an image, generate, poll, download. See the module docstring."""
 
-    def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, timeouts: Timeouts = Timeouts(),
-                 session: requests.Session | None = None, *, retry: RetryPolicy = RetryPolicy(),
+    def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, timeouts: Timeouts = _DEFAULT_TIMEOUTS,
+                 session: requests.Session | None = None, *, retry: RetryPolicy = _DEFAULT_RETRY,
                  asset_base_url: str | None = None, cancel: threading.Event | None = None,
                  proxy: str | None = None, ca_bundle: str | None = None,
-                 max_download_bytes: int = 512 * 1024 * 1024,
+                 max_download_bytes: int = results.MAX_RESULT_BYTES,
                  rate_limiter: RateLimiter | None = None) -> None:
         register_secret(api_key)
         self.__api_key = api_key
         self.base_url = base_url.rstrip("/")
         if asset_base_url is None:
-            asset_base_url = (DEFAULT_ASSET_BASE_URL if self.base_url == DEFAULT_BASE_URL.rstrip("/")
-                              else f"{self.base_url}/asset")
+            asset_base_url = asset_base_url_for(self.base_url)
         self.asset_base_url = asset_base_url.rstrip("/")
         self.timeouts = timeouts
         self.retry = retry
@@ -357,10 +205,10 @@ class OneMinClient:
         body = _MultipartBody(Path(path), filename=filename, mime=mime, progress=progress,
                               check_cancel=self._check_cancel)
         with self._abort_on_cancel():
-            payload = self._call("POST", self._api_url("/api/assets"), what="upload", api=True,
+            payload = self._call("POST", self._api_url(ASSETS_PATH), what="upload", api=True,
                                  idempotent=False, body=body, read_timeout=self.timeouts.read,
                                  consume=self._json_consumer(self.timeouts.read, "upload"))
-        key = _asset_key(payload)
+        key = asset_key(payload)
         log.info("uploaded %s (%d bytes) as %s", body.filename, body.file_size, key)
         return key
 
@@ -379,15 +227,13 @@ class OneMinClient:
         soon as its uuid is known and the work is still running. The POST is never re-sent once
         it may have reached the server.
         """
-        body: dict[str, Any] = {"type": FEATURE_TYPE, "model": MODEL, "promptObject": {"imageUrl": image_key}}
-        if use_async:
-            body["async"] = True
+        body = generation_body(image_key, use_async)
         read_timeout = self.timeouts.read if use_async else self.timeouts.generate
         started = time.monotonic()
         # Once the answer is coming, it is read whole whatever happens: it holds the uuid.
         consume = self._json_consumer(read_timeout, "generation request", cancellable=False)
         with self._abort_on_cancel() if not use_async else contextlib.nullcontext():
-            payload = self._call("POST", self._api_url("/api/features"), what="generation request",
+            payload = self._call("POST", self._api_url(FEATURES_PATH), what="generation request",
                                  api=True, idempotent=False, json_body=body, read_timeout=read_timeout,
                                  consume=consume)
         record = parse_record(payload)
@@ -406,7 +252,7 @@ class OneMinClient:
     def get_result(self, uuid: str) -> GenerationRecord | None:
         """The record of generation `uuid` as it is now; None when the API knows no such record."""
         with self._abort_on_cancel():
-            payload = self._call("GET", self._api_url("/api/results/" + quote(uuid, safe="")),
+            payload = self._call("GET", self._api_url(result_path(uuid)),
                                  what="status check", api=True, idempotent=True,
                                  read_timeout=self.timeouts.read,
                                  consume=self._json_consumer(self.timeouts.read, "status check"))
@@ -499,19 +345,8 @@ class OneMinClient:
         raise last or BadResponse("no result address worked")  # pragma: no cover - loop returns or raises
 
     def download_urls(self, record: GenerationRecord) -> list[str]:
-        """The result's download addresses, best first (see `download`)."""
-        urls: list[str] = []
-        if record.download_url:
-            urls.append(record.download_url)
-        for key in record.result_keys:
-            if _http_url(key):
-                urls.append(key)
-        for key in record.result_keys:
-            if not _http_url(key) and "://" not in key:
-                segments = [s for s in key.replace("\\", "/").split("/") if s not in ("", ".", "..")]
-                if segments:
-                    urls.append(f"{self.asset_base_url}/{quote('/'.join(segments), safe='/')}")
-        return list(dict.fromkeys(urls))
+        """The result's download addresses, best first (see `download`, protocol.download_urls)."""
+        return _download_urls(record, self.asset_base_url)
 
     def check_key(self) -> bool:
         """True when the API accepts the key (a free call: the zero uuid's record); False on 401/403."""
@@ -647,7 +482,7 @@ class OneMinClient:
                 return json.loads(bytes(buf))
             except (ValueError, RecursionError) as exc:  # a hostile "[[[[…" nests past the parser
                 body = parse_error_body(bytes(buf), resp.headers.get("Content-Type", ""))
-                shown = body.message if body.is_html else _clip(body.text, 80)
+                shown = body.message if body.is_html else clip(body.text, 80)
                 raise GarbledResponse(f"the {what} answer is not valid JSON ({shown or 'empty'})",
                                       may_have_run=what == "generation request") from exc
         return consume
@@ -658,7 +493,7 @@ class OneMinClient:
         The file is removed on every failure."""
         cap = self.max_download_bytes
         encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
-        length = _int(resp.headers.get("Content-Length"))
+        length = int_or_none(resp.headers.get("Content-Length"))
         if length is not None and length > cap:
             raise ResultError(f"The result is {_mb(length)}, over the {_mb(cap)} limit for downloads: "
                               "it was not downloaded.")
@@ -930,233 +765,8 @@ class _AbortableAdapter(HTTPAdapter):
         return manager
 
 
-# --- the status table ------------------------------------------------------------------------
 
-
-def _auth_error(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str) -> Onemin3DError:
-    if not api:
-        return ResultUnavailable(f"The result file was refused by its host (HTTP {status}); its link may "
-                                 "have expired", status=status, detail=body.message)
-    if body.is_html:
-        # a JSON API does not answer with a page: a proxy, firewall or Cloudflare stopped the call
-        blocked = NetworkError(f"the {what} was blocked before it reached 1min.ai (HTTP {status}: "
-                               f"{body.message or 'an HTML page'})")
-        blocked.may_have_run = False
-        return blocked
-    return AuthError(_describe(body, status) or f"HTTP {status}", status=status)
-
-
-def _rate_limited(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
-                  ) -> Onemin3DError:
-    return RateLimited(_describe(body, status) or "too many requests",
-                       retry_after=_retry_after(headers.get("Retry-After")))
-
-
-def _credits(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str) -> Onemin3DError:
-    return CreditsExhausted(_describe(body, status) or "not enough credits")
-
-
-def _too_large(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
-               ) -> Onemin3DError:
-    if not api:  # a download sends no body: this is the host refusing the result, not our image
-        return ResultUnavailable(f"The result could not be downloaded (HTTP {status})",
-                                 status=status, detail=body.message)
-    return InvalidInput(_describe(body, status) or "the upload is too large", code=body.code,
-                        status=413)
-
-
-def _not_found(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str) -> Onemin3DError:
-    if not api:
-        return ResultUnavailable("The result file is not on the server (HTTP 404): it may have expired",
-                                 status=404, detail=body.message)
-    return BadResponse(f"the API has no such address (HTTP 404 for the {what}); check the base URL")
-
-
-def _invalid_input(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
-                   ) -> Onemin3DError:
-    if not api:
-        return ResultUnavailable(f"The result could not be downloaded (HTTP {status})",
-                                 status=status, detail=body.message)
-    if body.code == "EXTERNAL_API_RESPONSE_WITH_ERROR":
-        # the message says "busy, try again", but retrying does not help: the cause is in details
-        cause = body.cause or body.message or "the model rejected the image"
-        return InvalidInput(f"the 3D model rejected the image: {cause}", code=body.code,
-                            detail=cause, status=status)
-    message = body.message or body.code or f"HTTP {status}"
-    detail = f"{message}: {body.cause}" if body.cause and body.cause not in message else None
-    return InvalidInput(message, code=body.code, detail=detail, status=status)
-
-
-def _server_error(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
-                  ) -> Onemin3DError:
-    return ServerError(f"HTTP {status} for the {what}: {_describe(body, status) or 'no details'}",
-                       status=status, detail=body.text[:500] if body.text else None)
-
-
-def _unexpected_status(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
-                       ) -> Onemin3DError:
-    return BadResponse(f"unexpected HTTP {status} for the {what}")
-
-
-_ErrorFactory = Callable[[int, ErrorBody, Mapping[str, str], bool, str], Onemin3DError]
-
-#: status → exception; 5xx not listed → ServerError, other 4xx → InvalidInput. Credit errors
-#: (any 4xx whose code or message mentions credits, and 402) → CreditsExhausted, checked first.
-_STATUS_ERRORS: dict[int, _ErrorFactory] = {
-    400: _invalid_input,
-    401: _auth_error,
-    402: _credits,
-    403: _auth_error,
-    404: _not_found,
-    413: _too_large,
-    429: _rate_limited,
-}
-
-
-# --- small pure helpers ----------------------------------------------------------------------
-
-_CREDIT_RE = re.compile(r"credit", re.IGNORECASE)
-_TAG_RE = re.compile(r"<[^>]+>")
-_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_H1_RE = re.compile(r"<h1[^>]*>(.*?)</h1>", re.IGNORECASE | re.DOTALL)
-
-
-def _mentions_credit(body: ErrorBody) -> bool:
-    if body.code and _CREDIT_RE.search(body.code):
-        return True
-    return bool(body.message and _CREDIT_RE.search(body.message))
-
-
-def _describe(body: ErrorBody, status: int) -> str:
-    parts = [p for p in (body.message, body.cause) if p]
-    if body.code and not any(body.code in p for p in parts):
-        parts.append(f"[{body.code}]")
-    return _clip(": ".join(parts), 300)
-
-
-def _cause_from(details: object, depth: int = 0) -> str | None:
-    """The human reason inside a `details` value (often a JSON string of the upstream error)."""
-    if depth > 6 or details is None:
-        return None
-    if isinstance(details, str):
-        text = details.strip()
-        if not text:
-            return None
-        if text[:1] in ("{", "[", '"'):
-            try:
-                parsed = json.loads(text)
-            except (ValueError, RecursionError):
-                return _clip(text, 300)
-            if parsed != text:
-                return _cause_from(parsed, depth + 1) or _clip(text, 300)
-        return _clip(text, 300)
-    if isinstance(details, list):
-        found = [c for c in (_cause_from(d, depth + 1) for d in details[:10]) if c]
-        return _clip("; ".join(found), 300) if found else None
-    if isinstance(details, dict):
-        for key in ("errors", "error", "message", "reason", "detail", "details", "description",
-                    "missingFields", "fields", "msg", "name"):
-            if key in details:
-                cause = _cause_from(details[key], depth + 1)
-                if cause:
-                    return cause
-        # no known key: show what there is, "supportedModels: stable-image"
-        parts = []
-        for key, value in list(details.items())[:4]:
-            shown = _cause_from(value, depth + 1)
-            if shown:
-                parts.append(f"{key}: {shown}")
-        return _clip("; ".join(parts), 300) if parts else None
-    if isinstance(details, (int, float)) and not isinstance(details, bool):
-        return str(details)
-    return None
-
-
-def _html_summary(text: str) -> str:
-    for pattern in (_TITLE_RE, _H1_RE):
-        m = pattern.search(text)
-        if m:
-            summary = " ".join(html.unescape(_TAG_RE.sub(" ", m.group(1))).split())
-            if summary:
-                return _clip(summary, 160)
-    return _clip(" ".join(html.unescape(_TAG_RE.sub(" ", text)).split()), 160) or "an HTML page"
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - time.time()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _asset_key(payload: object) -> str:
-    if isinstance(payload, dict):
-        fc = payload.get("fileContent")
-        asset = payload.get("asset")
-        key = (_str(fc.get("path")) if isinstance(fc, dict) else None) or (
-            _str(asset.get("key")) if isinstance(asset, dict) else None)
-        if key:
-            return key
-    raise BadResponse("the upload answer names no asset key (fileContent.path or asset.key)")
-
-
-def _result_keys(value: object) -> tuple[str, ...]:
-    items = value if isinstance(value, list) else [value]
-    keys: list[str] = []
-    for item in items[:100]:
-        if isinstance(item, dict):
-            item = next((item[k] for k in ("url", "path", "key") if isinstance(item.get(k), str)), None)
-        text = _str(item)
-        if text and len(text) <= 4096:
-            keys.append(text)
-    return tuple(keys)
-
-
-def _http_url(value: object) -> str | None:
-    text = _str(value)
-    if text and urlsplit(text).scheme.lower() in ("http", "https") and urlsplit(text).netloc:
-        return text
-    return None
-
-
-def _str(value: object) -> str | None:
-    if isinstance(value, str):
-        text = value.strip()
-        return text or None
-    return None
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 30:
-        return int(value.strip())
-    return None
-
-
-def _kind_of(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(type(value), "a value")
-
-
-def _clip(text: str | None, limit: int) -> str:
-    text = " ".join(redact(text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+# --- small helpers -------------------------------------------------------------------------------
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -1221,7 +831,7 @@ def _short_reason(chain: list[BaseException]) -> str:
     innermost = chain[-1] if chain else None
     text = str(innermost) if innermost is not None else ""
     text = re.sub(r"<[^>]*object at 0x[0-9a-f]+>:?\s*", "", text)
-    return _clip(text, 120) or type(innermost).__name__
+    return clip(text, 120) or type(innermost).__name__
 
 
 def _sniff_or_fail(head: bytes) -> str:

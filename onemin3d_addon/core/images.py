@@ -62,7 +62,7 @@ _MAX_PNG_CHUNKS = 1 << 16  # a walk of chunk headers for a late eXIf stops here 
 
 
 @functools.cache
-def _decode_errors() -> tuple[type[BaseException], ...]:
+def decode_errors() -> tuple[type[BaseException], ...]:
     """What Pillow's decoders raise on hostile or broken input. Pillow documents OSError
     (UnidentifiedImageError, "image file is truncated") and DecompressionBombError; its own
     fuzzers also meet the rest on crafted headers. MemoryError is a crafted header within the
@@ -124,7 +124,7 @@ def prepare(path: PathLike, max_side: int = DEFAULT_MAX_SIDE, allow_upscale: boo
         except UnidentifiedImageError as exc:
             raise ImageError(f"'{name}' is not an image this add-on can read: save it as JPEG or PNG "
                              "and choose that file.") from exc
-        except _decode_errors() as exc:
+        except decode_errors() as exc:
             raise _corrupt(name, exc) from exc
         info = _header(img, src)
         if info.width * info.height > (Image.MAX_IMAGE_PIXELS or math.inf):
@@ -190,7 +190,7 @@ def image_info(path: PathLike) -> ImageInfo:
         raise _bomb(src.name) from exc
     except PermissionError as exc:
         raise _unreadable(src) from exc
-    except _decode_errors() as exc:
+    except decode_errors() as exc:
         raise ImageError(f"'{src.name}' is not an image this add-on can read ({_short(exc)}): "
                          "choose a JPEG, PNG or WebP file.") from exc
     if info.width <= 0 or info.height <= 0:
@@ -232,7 +232,7 @@ def exif_orientation(img: Image.Image, path: PathLike | None = None) -> int:
         else:
             exif = img.getexif()
         value = exif.get(_EXIF_ORIENTATION, 1)
-    except _decode_errors():
+    except decode_errors():
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
@@ -371,7 +371,7 @@ def _decodes(img: ImageFile.ImageFile, name: str, fmt: str) -> bool:
         if fmt in ("JPEG", "MPO"):
             img.draft(img.mode if img.mode in ("RGB", "L") else None, (1, 1))
         img.load()
-    except _decode_errors() as exc:
+    except decode_errors() as exc:
         raise _corrupt(name, exc) from exc
     return True
 
@@ -406,7 +406,7 @@ def _walk_png(data: bytes) -> bool:
             try:
                 exif.load(data[pos + 8:body_end])
                 fine = fine and exif.get(_EXIF_ORIENTATION, 1) in (1, None)
-            except _decode_errors():
+            except decode_errors():
                 pass  # a broken EXIF block: the pixels are shown as stored
         elif ctype == b"IEND":
             return fine
@@ -526,7 +526,7 @@ def _convert(img: ImageFile.ImageFile, info: ImageInfo, src: Path, name: str, ta
             frame = frame.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     except Image.DecompressionBombError as exc:
         raise _bomb(name) from exc
-    except _decode_errors() as exc:
+    except decode_errors() as exc:
         raise _corrupt(name, exc) from exc
 
     if frame.mode == "RGBA" or src_mode in ("P", "PA", "1"):
@@ -555,7 +555,7 @@ def _convert(img: ImageFile.ImageFile, info: ImageInfo, src: Path, name: str, ta
 def _orientation_after_load(img: Image.Image) -> int:
     try:
         value = img.getexif().get(_EXIF_ORIENTATION, 1)
-    except _decode_errors():
+    except decode_errors():
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 

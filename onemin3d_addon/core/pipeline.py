@@ -23,15 +23,9 @@ import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import images, results
-from .client import (
-    DEFAULT_BASE_URL,
-    GenerationRecord,
-    OneMinClient,
-    RetryPolicy,
-    Timeouts,
-)
 from .errors import (
     DOWNLOAD_AGAIN,
     Cancelled,
@@ -41,6 +35,10 @@ from .errors import (
     get_logger,
     may_have_run,
 )
+from .protocol import DEFAULT_BASE_URL, GenerationRecord, RetryPolicy, Timeouts
+
+if TYPE_CHECKING:
+    from .client import OneMinClient
 
 log = get_logger(__name__)
 
@@ -69,7 +67,7 @@ class Request:
     proxy: str | None = None
     ca_bundle: str | None = None
     retry: RetryPolicy = RetryPolicy()
-    max_download_bytes: int = 512 * 1024 * 1024
+    max_download_bytes: int = results.MAX_RESULT_BYTES
 
 
 @dataclass(frozen=True)
@@ -131,6 +129,8 @@ class _Job:
             if done is not None:
                 return done
             req = self.request
+            from .client import OneMinClient  # on first use: registering the add-on loads no HTTP stack
+
             with OneMinClient(req.api_key, req.base_url, req.timeouts, retry=req.retry,
                               asset_base_url=req.asset_base_url, cancel=self.cancel, proxy=req.proxy,
                               ca_bundle=req.ca_bundle, max_download_bytes=req.max_download_bytes) as client:

@@ -16,7 +16,6 @@ import hashlib
 import os
 import shutil
 import stat
-import struct
 import tempfile
 import threading
 import unicodedata
@@ -25,9 +24,8 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from PIL import Image, ImageChops
-
 from .errors import ResultError, get_logger
+from .images import decode_errors
 
 log = get_logger(__name__)
 
@@ -379,11 +377,6 @@ def find_model_in_dir(folder: str | os.PathLike[str]) -> Path | None:
 
 # --- greyscale -----------------------------------------------------------------------------------
 
-# what Pillow raises on broken or hostile input (see images._DECODE_ERRORS)
-_DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError,
-    ZeroDivisionError, NotImplementedError, MemoryError, Image.DecompressionBombError,
-)
 _GREY_SAMPLE = 256  # judge on a thumbnail: averaging keeps grey grey, and it is fast on any size
 _GREY_OUTLIERS = 0.002  # share of pixels allowed to disagree (JPEG chroma noise on a grey map)
 
@@ -396,6 +389,8 @@ def is_greyscale(path: str | os.PathLike[str], tolerance: int = 3) -> bool:
     greyscale when at most 0.2% of those pixels have two channels further apart than `tolerance`.
     ResultError when the file is not a readable image.
     """
+    from PIL import Image, ImageChops  # on first use: registering the add-on does not load Pillow
+
     try:
         with Image.open(path) as src:
             if src.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
@@ -406,7 +401,7 @@ def is_greyscale(path: str | os.PathLike[str], tolerance: int = 3) -> bool:
                 img = img.convert("RGB")  # P, CMYK, YCbCr, HSV...
             img.thumbnail((_GREY_SAMPLE, _GREY_SAMPLE), Image.Resampling.BOX)
             rgb = img.convert("RGB")
-    except _DECODE_ERRORS as exc:
+    except decode_errors() as exc:  # what Pillow raises on broken or hostile input
         raise ResultError(f"The result image cannot be read ({exc}): generate the result again.") from exc
     r, g, b = rgb.split()
     pixels = rgb.width * rgb.height
