@@ -17,6 +17,7 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
 
 from ..core.errors import ImageError, OfflineError, Onemin3DError, get_logger, user_message
+from ..core.images import IMAGE_SUFFIXES
 from . import preferences, properties, runtime
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ log = get_logger(__name__)
 GENERIC_ERROR = "Unexpected internal error: see the system console for the details, and report it."
 
 #: Image files the file browser shows (what Blender reads; the pipeline converts the rest).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".tga", ".gif")
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # the one list, in core.images
 
 #: Context member the sidebar panel sets on its Generate button (layout.context_pointer_set):
 #: the scene settings to take the source, mode and options from.

@@ -14,6 +14,7 @@ from typing import Any
 
 import bpy
 
+from ..core.images import IMAGE_SUFFIXES as _IMAGE_SUFFIXES
 from . import preferences, properties
 from .operators import PANEL_CONTEXT_MEMBER
 
@@ -21,7 +22,6 @@ _previews: Any = None
 _no_thumbnail: set[str] = set()
 
 _IMAGE_KINDS = frozenset({"png", "jpeg", "webp"})
-_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".tga"})
 
 STATE_LABELS = {
     "queued": ("Queued", 'SORTTIME'),
