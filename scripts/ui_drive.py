@@ -10,11 +10,13 @@ A chain of bpy.app.timers steps, each waiting for what a user would see before t
              greyed Generate button (the mouse is moved onto it with xdotool)
   ready      a key, online access on, a photo chosen
   running    Generate clicked for real (xdotool, on the button found on screen), the stand-in
-             holding the generation: the stage, the progress bar, the cancel button
-  imported   the relief in the scene, its Strength slider, the history with its thumbnail
+             taking --hold seconds to generate: the stage, the progress bar, the cancel button
+  imported   the relief in the scene, its Strength slider, the history with its thumbnail; then
+             a second job, seen running at 2x
   failed     the stand-in refusing the key (401): the error and what to do, in the panel and in
              the history's details
   prefs      the add-on's preferences with no key and online access off
+  options    the Options sub-panel open, with every import option
 each at the default sidebar width, and the text-heavy ones again at 2x UI scale. Screenshots are
 taken of the whole screen with ImageMagick's `import` and cropped to the 3D view's right part
 (the sidebar, with some of the viewport) or to the preferences window.
@@ -150,9 +152,9 @@ def sidebar_crop(extra: int = 420, height: int | None = None) -> tuple[int, int,
     return screen_rect(win, left, area.y + area.height - h, region.x + region.width - left, h)
 
 
-def docs_crop() -> tuple[int, int, int, int]:
-    """What the README shows: the sidebar, with the scene beside it."""
-    return sidebar_crop(extra=560, height=640)
+def docs_crop(*, scene: bool = False) -> tuple[int, int, int, int]:
+    """What the README shows: the sidebar's top, with the scene beside it if `scene`."""
+    return sidebar_crop(extra=560 if scene else 0, height=640 if scene else 560)
 
 
 def scroll_sidebar(clicks: int) -> None:
@@ -183,7 +185,8 @@ def xdotool(*words: Any) -> None:
 
 def find_generate() -> tuple[int, int]:
     """The screen position of the Generate button's middle: push buttons are given a marker colour
-    for one frame, the screen is shot, and the first run of marked rows in the sidebar is taken."""
+    for one frame, the screen is shot, and the tallest run of rows with a wide marked button in
+    the sidebar is taken."""
     import numpy as np
 
     theme = bpy.context.preferences.themes[0].user_interface.wcol_tool
@@ -206,18 +209,25 @@ def find_generate() -> tuple[int, int]:
     finally:
         bpy.data.images.remove(img)
     path.unlink()
+    report["shots"].pop("_find", None)
     rgb = px.reshape(h, w, 4)[::-1, :, :3]  # Blender's rows start at the bottom
     r, g, b = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
     # magenta, or faded towards the panel's grey when the button is greyed out (not the red of an alert)
     marked = (r - g > 0.2) & (b - g > 0.2) & (abs(r - b) < 0.08)
-    rows = np.flatnonzero(marked.sum(axis=1) > 20)
-    if not len(rows):
+    # rows where a wide button is marked (the small icon buttons of an image selector are not);
+    # Generate is the tallest run of them (its row is scaled 1.4x)
+    wide = marked.sum(axis=1) > 0.4 * w
+    runs: list[tuple[int, int]] = []
+    for row in np.flatnonzero(wide):
+        if runs and row == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], int(row))
+        else:
+            runs.append((int(row), int(row)))
+    if not runs:
         raise RuntimeError("the Generate button was not found on screen")
-    end = rows[0]
-    while end + 1 < h and marked[end + 1].sum() > 20:
-        end += 1
-    cols = np.flatnonzero(marked[rows[0]:end + 1].any(axis=0))
-    return crop[0] + int(cols.mean()), crop[1] + int((rows[0] + end) / 2)
+    top, bottom = max(runs, key=lambda run: (run[1] - run[0], -run[0]))
+    cols = np.flatnonzero(marked[top:bottom + 1].any(axis=0))
+    return crop[0] + int(cols.mean()), crop[1] + (top + bottom) // 2
 
 
 # --- the 10 ms timer --------------------------------------------------------------------------
@@ -256,8 +266,8 @@ class StallMeter:
 
     def _tick(self) -> float | None:
         now = time.perf_counter()
-        self.gaps.append((self.last, now, self.stage))
-        self.last = now
+        self.gaps.append((self.last, now, self.stage or job_stage()))
+        self.last = time.perf_counter()  # what the line above costs is the meter's, not Blender's
         return TICK if self.running else None
 
     def longest(self, stages: Callable[[str], bool], *, redraw: bool | None = None) -> float:
@@ -273,14 +283,52 @@ meter = StallMeter()
 
 
 def job_stage() -> str:
+    """The newest job's stage ("click" before it exists), or how it ended ("imported", …)."""
     jobs = api().jobs()
-    return jobs[-1].state if jobs and jobs[-1].done else (jobs[-1].stage if jobs else "")
+    if len(jobs) <= jobs_before[0]:
+        return "click"
+    return str(jobs[-1].state if jobs[-1].done else jobs[-1].stage)
+
+
+jobs_before = [0]
 
 
 def seconds(status: str) -> int:
     """The seconds a status such as "Generating on 1min.ai… 3 s" counts; -1 for any other."""
     words = status.split()
     return int(words[-2]) if len(words) > 2 and words[-1] == "s" and words[-2].isdigit() else -1
+
+
+def frame_in_free_part(obj: Any) -> Iterator[float]:
+    """Aim the 3D view at `obj` from the front and above, so that it fills most of the part of the
+    docs picture that the sidebar leaves free, in its middle. Measured on screen, in three steps:
+    the view's matrices are brought up to date only when Blender draws it."""
+    from mathutils import Vector
+
+    area, sidebar, space = view3d()
+    win = window()
+    viewport = next(r for r in area.regions if r.type == 'WINDOW')
+    r3d = space.region_3d
+    corners = [obj.matrix_world @ Vector(c) for c in obj.bound_box]
+    centre = sum(corners, Vector()) / len(corners)
+    r3d.view_perspective = 'PERSP'
+    r3d.view_rotation = Euler((math.radians(42), 0.0, 0.0)).to_quaternion()
+    r3d.view_location = centre
+    r3d.view_distance = max(obj.dimensions) * 2.0
+    yield 0.5
+    # the free part of the picture, in the viewport's own pixels (origin bottom left)
+    x, y, w, h = docs_crop(scene=True)
+    free_left = x - win.x - viewport.x
+    free_right = screen_rect(win, sidebar.x, 0, 1, 1)[0] - win.x - viewport.x
+    top = screen_rect(win, 0, viewport.y + viewport.height, 1, 1)[1]
+    target = ((free_left + free_right) / 2, viewport.height - (y + h / 2 - top))
+    points = [view3d_utils.location_3d_to_region_2d(viewport, r3d, c) for c in corners]
+    width = max(p.x for p in points if p) - min(p.x for p in points if p)
+    r3d.view_distance *= width / (0.8 * (free_right - free_left))
+    yield 0.5
+    seen = view3d_utils.region_2d_to_location_3d(viewport, r3d, target, centre)
+    r3d.view_location = centre + (centre - seen)
+    yield 0.5
 
 
 # --- the steps --------------------------------------------------------------------------------
@@ -326,12 +374,14 @@ def steps() -> Iterator[Callable[[], bool] | float | None]:
         xdotool("mousemove", x + dx, y)
         yield 0.1
     yield 3.0  # the tooltip shows after a moment
-    x0, y0, _w, h0 = docs_crop()
+    x0, y0, _w, h0 = docs_crop(scene=True)
     shoot("offline-tooltip", (x0, y0, report["screen"][0] - x0, h0))  # the tooltip reaches past the sidebar
     xdotool("mousemove", x - 300, y)
 
-    # 2. ready
+    # 2. ready, the photo now an image in the file (the panel shows its name)
     report["steps"].append("ready")
+    settings.image = bpy.data.images.load(args.photo, check_existing=True)
+    settings.source_type = 'IMAGE'
     p.api_key = args.key
     bpy.context.preferences.system.use_online_access = True
     yield 1.0
@@ -342,7 +392,8 @@ def steps() -> Iterator[Callable[[], bool] | float | None]:
     report["steps"].append("running")
     control("latency", {"latency": args.hold})
     x, y = find_generate()
-    meter.stage = "idle"
+    jobs_before[0] = len(api().jobs())
+    meter.stage = ""  # the meter follows the job's stage from now on
     meter.start()
     xdotool("mousemove", x, y, "click", "1")
     yield lambda: len(state().jobs) == 1 and job_stage() in {"generate", "poll"}
@@ -353,14 +404,9 @@ def steps() -> Iterator[Callable[[], bool] | float | None]:
     meter.stage = "shot"
     shot = shoot("running", docs_crop(), wait=False)
     yield 0.05
-    while shot is not None and shot.poll() is None:
-        meter.stage = job_stage()
-        yield 0.05
+    meter.stage = ""
     jobs = api().jobs()
-    while not jobs[-1].done:
-        meter.stage = job_stage()
-        yield 0.0
-    meter.stage = "import"
+    yield lambda: jobs[-1].done and (shot is None or shot.poll() is not None)
     yield 0.3
     meter.stop()
     job = jobs[-1]
@@ -380,11 +426,13 @@ def steps() -> Iterator[Callable[[], bool] | float | None]:
         "network": longest(network),
         "network_without_redraw": longest(network, False),
         "network_with_redraw": longest(network, True),
-        "click": longest(lambda s: s == "idle"),
-        "import": longest(lambda s: s in {"imported", "import"}),
+        "click": longest(lambda s: s in {"click", "queued"}),  # the click, the operator, a redraw
+        "import": longest(lambda s: s == "imported"),
         "ticks": len(ms),
         "redraws": len(meter.draws),
         "median_tick": sorted(ms)[len(ms) // 2] if ms else 0.0,
+        "top_without_redraw": sorted(((round((end - start) * 1000, 1), stage) for start, end, stage in meter.gaps
+                                      if not any(start <= t <= end for t in meter.draws)), reverse=True)[:3],
         # the five longest, for a closer look: (ms, the stage, whether Blender redrew in it)
         "top": sorted(((round((end - start) * 1000, 1), stage, any(start <= t <= end for t in meter.draws))
                        for start, end, stage in meter.gaps), reverse=True)[:5],
@@ -406,25 +454,25 @@ def steps() -> Iterator[Callable[[], bool] | float | None]:
     space.shading.color_type = 'TEXTURE'  # the photo on the relief, without a render engine
     space.overlay.show_floor = space.overlay.show_axis_x = space.overlay.show_axis_y = False
     # seen from the front and above, framed in the part of the viewport the sidebar leaves free
-    space.region_3d.view_perspective = 'PERSP'
-    space.region_3d.view_rotation = Euler((math.radians(55), 0.0, 0.0)).to_quaternion()
-    viewport = next(r for r in area.regions if r.type == 'WINDOW')
-    with bpy.context.temp_override(window=win, area=area, region=viewport):
-        bpy.ops.view3d.view_selected()
-    r3d = space.region_3d
-    r3d.view_distance *= 2.0
-    # move the view so that the relief sits in the middle of the docs picture's free part
-    x, y, w, h = docs_crop()
-    sidebar = view3d()[1]
-    target = ((x + screen_rect(win, sidebar.x, 0, 1, 1)[0]) / 2 - viewport.x - win.x,
-              viewport.height - (y + h / 2 - screen_rect(win, 0, viewport.y + viewport.height, 1, 1)[1]))
-    centre = r3d.view_location.copy()
-    seen = view3d_utils.region_2d_to_location_3d(viewport, r3d, target, centre)
-    r3d.view_location = centre + (centre - seen)
-    yield 1.0
+    yield from frame_in_free_part(obj)
     redraw()
-    shoot("imported", docs_crop())
+    shoot("imported", docs_crop(scene=True))
     yield from shoot_2x("imported")
+
+    # a second job, seen running at 2x (the first one's timings are not disturbed by it)
+    report["steps"].append("running-2x")
+    control("latency", {"latency": args.hold})
+    set_ui_scale(2.0)
+    area, region, space = view3d()
+    with bpy.context.temp_override(window=win, area=area, region=region, onemin3d_settings=settings):
+        bpy.ops.onemin3d.generate('INVOKE_DEFAULT')
+    yield lambda: len(state().jobs) == 1 and seconds(state().jobs[0].status) >= 1
+    redraw()
+    shoot("running-2x", sidebar_crop(extra=0))
+    yield lambda: api().jobs()[-1].done
+    control("latency", {"latency": 0.0})
+    set_ui_scale(1.0)
+    yield 1.0
 
     # 5. failed: the key refused, the Generate call timed
     report["steps"].append("failed")
