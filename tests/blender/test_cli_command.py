@@ -1,0 +1,110 @@
+"""`blender -c onemin3d`: the function the add-on registers with `bpy.utils.register_cli_command`, called in-process.
+
+Runs on every bpy tier (smoke). The command runs in a child interpreter of this venv (`python -I
+this_file`), as `blender -c` runs it: the add-on enabled from the repository, its key, base URL
+and result folder set in the add-on preferences only (no environment variable, no --api-key),
+online access off, as in any `blender -b`. The child calls the registered function with the
+arguments Blender would pass it and reports one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.smoke
+
+
+def run_child(spec: dict[str, Any], user_dir: Path) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONEMIN_", "PYTHON"))}
+    env["BLENDER_USER_RESOURCES"] = str(user_dir)
+    proc = subprocess.run([sys.executable, "-I", __file__], input=json.dumps(spec), env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"child failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
+    result["stdout"], result["stderr"] = proc.stdout, proc.stderr
+    return result
+
+
+def test_the_registered_command_converts_a_folder_under_the_users_preferences(
+        stand_in: Any, api_key: str, tmp_path: Path) -> None:
+    from addon_harness import make_photo
+
+    make_photo(tmp_path / "photos" / "dress.jpg")
+    make_photo(tmp_path / "photos" / "shoe.png", seed=2)
+    out, results = tmp_path / "out", tmp_path / "my-results"
+    seen = run_child({"root": str(ROOT), "key": api_key, "base_url": stand_in.base_url,
+                      "results": str(results),
+                      "argv": [str(tmp_path / "photos"), "--output-dir", str(out), "--mode", "displacement",
+                               "--resolution", "48", "--json", str(out / "report.json")]},
+                     tmp_path / "blender-user")
+
+    assert seen["registered"], seen
+    assert seen["help_exit"] == 0 and "--output-dir" in seen["help"] and "blender -c onemin3d" in seen["help"]
+    assert seen["exit"] == 0, seen["stderr"]
+    assert sorted(p.name for p in out.glob("*.blend")) == ["dress.blend", "shoe.blend"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["converted"] == 2, report
+    # The key, the base URL and the result folder came from the preferences.
+    assert report["settings"]["base_url"] == stand_in.base_url
+    assert report["settings"]["result_dir"] == str(results)
+    assert all(Path(i["files"]["result"]).parent.is_relative_to(results) for i in report["items"]), report
+    assert not (out / "onemin3d-results").exists()
+    assert stand_in.count("POST", "/api/features") >= 2
+    # The run's consent to go online was for the run: the preference is as it was.
+    assert seen["online_after"] is False, seen
+    # A usage error: exit 2, said on stderr with the command's name.
+    assert seen["usage_exit"] == 2
+    assert "blender -c onemin3d: error:" in seen["stderr"]
+    # Disabled: the command is gone.
+    assert seen["registered_after_disable"] is False
+    assert api_key not in seen["stdout"] + seen["stderr"]
+
+
+# --- the child: runs inside the hermetic bpy ---------------------------------------------------
+
+def _child() -> None:
+    import contextlib
+    import importlib
+    import io
+
+    spec = json.loads(sys.stdin.read())
+    sys.path.insert(0, spec["root"])
+    import bpy  # first: it puts Blender's own modules (addon_utils) on sys.path
+
+    addon_utils = importlib.import_module("addon_utils")
+
+    addon_utils.enable("onemin3d_addon", default_set=True, handle_error=lambda exc: (_ for _ in ()).throw(exc))
+    from onemin3d_addon.blender import command, preferences
+
+    prefs = preferences.get_prefs()
+    assert prefs is not None
+    prefs.api_key = spec["key"]
+    prefs.base_url = spec["base_url"]
+    prefs.result_folder = spec["results"]
+    bpy.context.preferences.system.use_online_access = False
+    seen: dict[str, Any] = {"registered": bool(command._handles)}
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        seen["help_exit"] = command.run(["--help"])
+    seen["help"] = buf.getvalue()
+    seen["exit"] = command.run(list(spec["argv"]))
+    seen["online_after"] = bool(bpy.context.preferences.system.use_online_access)
+    seen["usage_exit"] = command.run([spec["argv"][0], "--output", "not-a-blend.txt"])
+    addon_utils.disable("onemin3d_addon", default_set=True)
+    seen["registered_after_disable"] = bool(command._handles)
+    print("RESULT " + json.dumps(seen), flush=True)
+
+
+if __name__ == "__main__":
+    _child()
