@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core import images
+
 log = logging.getLogger("onemin3d.image_to_3d")
 
 #: the name in messages ("image_to_3d: error: …"); main() sets it ("blender -c onemin3d")
@@ -18,8 +20,9 @@ PROG_USAGE = {"image_to_3d": "image_to_3d.py"}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-#: what a folder is searched for; anything but JPEG/PNG/WebP is converted before the upload
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".tga")
+#: what a folder is searched for (the add-on's one list); anything but JPEG/PNG/WebP is converted
+#: before the upload
+IMAGE_SUFFIXES = images.IMAGE_SUFFIXES
 EXPORT_FORMATS = ("glb", "fbx", "obj", "stl")
 MODES = ("auto", "plane", "displacement")
 MAX_JOBS = 8
