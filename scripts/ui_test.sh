@@ -8,8 +8,9 @@
 #                                       and ImageMagick's `import` must then be on the PATH)
 #
 # Where Blender comes from, unless $BLENDER is set: a Debian root per suite, made here once with
-# debootstrap (about 2 GB and 6 minutes each; the time is printed) with Debian's own Blender,
-# Xvfb, xdotool, ImageMagick and the python3-numpy/-requests/-pil Debian's Blender runs on:
+# debootstrap (about 2 GB and a few minutes each, 1.5 to 4.5 here; the time is printed), holding
+# Debian's own Blender, Xvfb, xdotool, ImageMagick and the python3-numpy/-requests/-pil/-cattr
+# Debian's Blender runs on:
 #   trixie  Debian 13's Blender 4.3 (Python 3.13)
 #   sid     Debian unstable's Blender 5.2 LTS (Python 3.14; its archive snapshot may be past its
 #           validity date, so apt is told not to check that)
@@ -23,9 +24,9 @@
 #      from dist/ (`make dist` first; `make ui-test` does);
 #   2. the GUI on a virtual screen against the stand-in (scripts/fake_onemin_server.py), driven
 #      by scripts/ui_drive.py through: no key and offline, ready, running with progress,
-#      imported with history, failed, and the preferences, at 1x and 2x UI scale; a screenshot of
-#      each in build/ui-test/<suite>/shots/, and the longest main-thread stall (a 10 ms timer)
-#      and the Generate call's time while a job runs, in build/ui-test/<suite>/ui.json;
+#      imported with history, failed, the preferences and the options, at 1x and 2x UI scale; a
+#      screenshot of each in build/ui-test/<suite>/shots/, and the longest main-thread stall (a
+#      10 ms timer) and the Generate call's time while a job runs, in shots/ui.json;
 #   3. `blender -b --python scripts/image_to_3d.py -- …`: one photo converted on the same binary;
 #   4. `blender -c onemin3d --help`, once the extension registers that command (else "skipped").
 # Fails on any Python traceback in Blender's output. ONEMIN3D_UI_DOCS=1 also copies the README's
@@ -88,7 +89,7 @@ setup_root() {
     rm -rf "$root"
   fi
   start=$SECONDS
-  echo "ui-test: making the $suite root in $root (debootstrap + Debian's Blender: about 6 minutes, 2 GB, once)"
+  echo "ui-test: making the $suite root in $root (debootstrap + Debian's Blender: a few minutes and 2 GB, once)"
   command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap; } || return 1
   mkdir -p "$(dirname "$root")"
   unshare --mount --propagation private -- debootstrap --variant=minbase "$suite" "$root" "$MIRROR" \
@@ -102,6 +103,13 @@ setup_root() {
 
 if [ "${1:-}" = setup ]; then
   setup_root "${2:?usage: scripts/ui_test.sh setup SUITE}"; exit $?
+fi
+
+if [ -n "${BLENDER:-}" ]; then
+  command -v "$BLENDER" >/dev/null || { echo "ui-test: BLENDER=$BLENDER is not a program" >&2; exit 2; }
+  for tool in Xvfb xdotool import; do
+    command -v $tool >/dev/null || { echo "ui-test: with \$BLENDER, $tool must be installed (Xvfb, xdotool, ImageMagick)" >&2; exit 2; }
+  done
 fi
 
 SCREEN=${UI_SCREEN:-1600x1200}
@@ -123,7 +131,7 @@ KEY=test-key-0123456789
 run_in() {
   local label=$1 cmd=$2
   if [ -n "${BLENDER:-}" ]; then
-    local bindir; bindir=$(mktemp -d); ln -s "$(command -v "$BLENDER")" "$bindir/blender"
+    local bindir; bindir=$(mktemp -d); ln -s "$(realpath "$(command -v "$BLENDER")")" "$bindir/blender"
     P=$PROJECT PATH=$bindir:$PATH bash -c "P=$PROJECT; $cmd"; local rc=$?
     rm -rf "$bindir"; return $rc
   fi
@@ -185,7 +193,7 @@ PYEOF
 
   echo "-- blender -c onemin3d --help"
   run_in "$suite" "blender --command help" > "$OUT/cli.log" 2>&1
-  if grep -qw onemin3d "$OUT/cli.log"; then
+  if grep -qE '^[[:space:]]+onemin3d$' "$OUT/cli.log"; then
     run_in "$suite" "blender --command onemin3d --help" > "$OUT/cli.log" 2>&1 || fail "blender -c onemin3d --help"
     head -3 "$OUT/cli.log"
   else
