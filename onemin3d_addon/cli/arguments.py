@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core import images
+from ..core import images, options
 
 log = logging.getLogger("onemin3d.image_to_3d")
 
@@ -24,7 +24,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: before the upload
 IMAGE_SUFFIXES = images.IMAGE_SUFFIXES
 EXPORT_FORMATS = ("glb", "fbx", "obj", "stl")
-MODES = ("auto", "plane", "displacement")
+#: --mode's values: the schema's modes and their other spellings, in lower case
+MODES = tuple(v.lower() for v in (*options.choices("import_mode"), *options.MODE.aliases))
 MAX_JOBS = 8
 RESULT_DIR_NAME = "onemin3d-results"
 #: after Ctrl-C, how long to wait for jobs to acknowledge the cancel before leaving them behind
@@ -139,21 +140,24 @@ def build_parser(prog: str = "image_to_3d.py") -> _Parser:
                      help="write a JSON report: one entry per input with status, files, error, stage, timings")
 
     imp = p.add_argument_group("import")
-    imp.add_argument("--mode", choices=MODES, default="auto",
+    imp.add_argument("--mode", type=str.lower, choices=MODES, default=str(options.MODE.default).lower(),
                      help="auto: a model is imported as a model, a depth map as a relief, a colour image as "
-                          "a plane; plane: always a textured plane; displacement: always a relief "
+                          "a plane; plane: always a textured plane; displacement (or relief): always a relief "
                           "(default: %(default)s)")
-    imp.add_argument("--resolution", type=_positive_int, default=512,
-                     help="relief: vertices on the long side (default: %(default)s)")
-    imp.add_argument("--strength", type=float, default=0.15,
-                     help="relief: depth as a fraction of the width (default: %(default)s)")
-    imp.add_argument("--invert", action="store_true", help="relief: dark is near instead of white")
-    imp.add_argument("--smooth", type=_non_negative_float, default=0.0,
-                     help="relief: blur the depth map by this many pixels, against JPEG noise (default: 0)")
-    imp.add_argument("--solid", action="store_true",
+    imp.add_argument("--resolution", type=_option("resolution"), default=_default("resolution"),
+                     help=f"relief: vertices on the long side, {_range('resolution')} (default: %(default)s)")
+    imp.add_argument("--strength", type=_option("strength"), default=_default("strength"),
+                     help=f"relief: depth as a fraction of the width, {_range('strength')} (default: %(default)s)")
+    imp.add_argument("--invert", action="store_true", default=_default("invert"),
+                     help="relief: dark is near instead of white")
+    imp.add_argument("--smooth", type=_option("smooth"), default=_default("smooth"),
+                     help="relief: blur the depth map by this many pixels, against JPEG noise, "
+                          f"{_range('smooth')} (default: %(default)s)")
+    imp.add_argument("--solid", action="store_true", default=_default("solid"),
                      help="relief: close it into a watertight solid with a flat back (printable)")
-    imp.add_argument("--size", type=_positive_float, default=2.0,
-                     help="height of a plane or relief, longest side of a model, in metres (default: %(default)s)")
+    imp.add_argument("--size", type=_option("height"), default=None,
+                     help="height of a plane or relief, longest side of a model, in metres (default: "
+                          f"{_default('height'):g} for a plane or relief, {_default('target_size'):g} for a model)")
 
     api = p.add_argument_group("1min.ai")
     api.add_argument("--api-key", metavar="KEY", help="the 1min.ai API key (default: $ONEMIN_API_KEY)")
@@ -195,24 +199,10 @@ def build_parser(prog: str = "image_to_3d.py") -> _Parser:
     return p
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
-    return value
-
-
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be zero or more, not {text}")
     return value
 
 
@@ -236,13 +226,42 @@ class StepFailed(Exception):
 
 
 def import_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The command line's import options, named as `api.submit` (and `scene_build.import_result`) take them."""
-    return {
+    """The command line's import options, named as `api.submit` (and `scene_build.import_result`)
+    take them. --size sets both sizes; without it each keeps the schema's default."""
+    chosen = {
         "resolution": args.resolution,
         "strength": args.strength,
         "invert": args.invert,
         "smooth": args.smooth,
         "solid": args.solid,
-        "height": args.size,        # a plane's or relief's height
-        "target_size": args.size,   # a model's longest side
     }
+    if args.size is not None:
+        chosen["height"] = args.size        # a plane's or relief's height
+        chosen["target_size"] = args.size   # a model's longest side
+    return chosen
+
+
+def _default(name: str) -> Any:
+    return options.get(name).default
+
+
+def _range(name: str) -> str:
+    low, high = options.limits(name)
+    if high is None:
+        return f"at least {low:g}"
+    return f"{low:g} to {high:g}"
+
+
+def _option(name: str) -> Callable[[str], Any]:
+    """An argparse type that reads a number and checks it against the schema's limits."""
+    option = options.get(name)
+
+    def parse(text: str) -> Any:
+        try:
+            number = float(text)
+            return option.check(int(number) if option.kind is int and number.is_integer() else number)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = name
+    return parse
