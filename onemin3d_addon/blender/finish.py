@@ -66,7 +66,7 @@ def world_bounds(objects: Sequence[Any]) -> tuple[Any, Any]:
 
     from .build_common import evaluated_depsgraph  # bpy: imported when used (the converter sets up first)
 
-    depsgraph = evaluated_depsgraph()  # not context.evaluated_depsgraph_get(): see build_common
+    depsgraph = evaluated_depsgraph()  # not the context's own depsgraph getter: see build_common
     lo = hi = None
     for ob in objects:
         if ob.type not in {"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", "VOLUME"}:
@@ -256,7 +256,7 @@ def _facing(bpy: Any, objects: Sequence[Any]) -> Any:
 
     from .build_common import evaluated_depsgraph  # bpy: imported when used (the converter sets up first)
 
-    depsgraph = evaluated_depsgraph()  # not context.evaluated_depsgraph_get(): see build_common
+    depsgraph = evaluated_depsgraph()  # not the context's own depsgraph getter: see build_common
     total = np.zeros(3)
     area_sum = 0.0
     for ob in objects:
