@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
 
-from ..core.errors import ImageError, OfflineError, Onemin3DError, get_logger, user_message
+from ..core.errors import ImageError, Onemin3DError, get_logger, user_message
 from ..core.images import IMAGE_SUFFIXES
-from . import preferences, properties, runtime
+from . import connection, properties, runtime
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
@@ -58,11 +58,8 @@ def _report_error(op: Any, context: Any, err: Onemin3DError | None) -> Status:
 
 def disabled_reason(context: Any) -> str | None:
     """Why nothing can be sent right now (no key, online access off), or None."""
-    if not preferences.api_key_source(context):
-        return preferences.no_key_message()
-    if not preferences.online_access():
-        return preferences.offline_message()
-    return None
+    problem = connection.sendable_problem(context=context)
+    return str(problem) if problem is not None else None
 
 
 def settings_source(settings: Any) -> Any:
@@ -187,7 +184,7 @@ class ONEMIN3D_OT_generate(properties.ImportOptionsMixin, bpy.types.Operator):
         properties.draw_import_options(layout, self, mode=self.import_mode)
 
     def _apply_default_options(self, context: Any) -> None:
-        prefs = preferences.get_prefs(context)
+        prefs = connection.get_prefs(context)
         if prefs is not None:
             properties.copy_options(prefs.defaults, self, only_unset=True)
 
@@ -215,18 +212,14 @@ class ONEMIN3D_OT_generate(properties.ImportOptionsMixin, bpy.types.Operator):
 
     def execute(self, context: Any) -> Status:
         try:
-            reason = disabled_reason(context)
-            if reason is not None:
-                if not preferences.online_access():
-                    raise OfflineError(reason)
-                raise Onemin3DError(reason)
+            connection.require_sendable(context=context)
             panel_settings = getattr(context, PANEL_CONTEXT_MEMBER, None)
             if panel_settings is not None:
                 mode, options = panel_settings.import_mode, properties.options_of(panel_settings)
             else:
                 self._apply_default_options(context)
                 mode, options = self.import_mode, properties.options_of(self)
-            conn = preferences.connection_settings(context)
+            conn = connection.connection_settings(context)
             rt = runtime.get_runtime(context)
             sources = self._sources(context, conn.result_folder)
             for path, _name in sources:
@@ -414,10 +407,8 @@ class ONEMIN3D_OT_check_key(bpy.types.Operator):
 
     def execute(self, context: Any) -> Status:
         try:
-            reason = disabled_reason(context)
-            if reason is not None:
-                raise OfflineError(reason) if not preferences.online_access() else Onemin3DError(reason)
-            conn = preferences.connection_settings(context)
+            connection.require_sendable(context=context)
+            conn = connection.connection_settings(context)
             status, message = runtime.get_runtime(context).check_key(conn, wait=bpy.app.background)
         except Onemin3DError as err:
             return _report_error(self, context, err)
@@ -441,7 +432,7 @@ class ONEMIN3D_OT_open_result_folder(bpy.types.Operator):
     bl_label = "Open 1min.ai Result Folder"
 
     def execute(self, context: Any) -> Status:
-        folder = preferences.result_folder(preferences.get_prefs(context))
+        folder = connection.result_folder(connection.get_prefs(context))
         bpy.ops.wm.path_open(filepath=str(folder))
         return {'FINISHED'}
 

@@ -15,7 +15,7 @@ from typing import Any
 import bpy
 
 from ..core.images import IMAGE_SUFFIXES as _IMAGE_SUFFIXES
-from . import preferences, properties
+from . import connection, properties
 from .operators import PANEL_CONTEXT_MEMBER
 
 _previews: Any = None
@@ -137,19 +137,19 @@ def wrapped(layout: Any, context: Any, text: str, *, icon: str = 'NONE', indent:
 def draw_access_status(layout: Any, context: Any) -> bool:
     """Say where the key comes from and whether anything can be sent, each with the button that
     fixes it; True when all is well."""
-    source = preferences.api_key_source(context)
+    source = connection.api_key_source(context)
     ok = True
     if not source:
         box = layout.box()
         box.alert = True
-        wrapped(box, context, f"No API key: paste yours in the preferences, or set {preferences.ENV_API_KEY}.",
+        wrapped(box, context, f"No API key: paste yours in the preferences, or set {connection.ENV_API_KEY}.",
                 icon='ERROR')
         op = box.operator("preferences.addon_show", text="Open Add-on Preferences", icon='PREFERENCES')
-        op.module = preferences.ADDON_ID
+        op.module = connection.ADDON_ID
         ok = False
     elif source == "environment":
-        wrapped(layout, context, f"Using the API key from {preferences.ENV_API_KEY}.", icon='INFO', indent=-12)
-    if not preferences.online_access():
+        wrapped(layout, context, f"Using the API key from {connection.ENV_API_KEY}.", icon='INFO', indent=-12)
+    if not connection.online_access():
         box = layout.box()
         box.alert = True
         if getattr(bpy.app, "online_access_override", False):

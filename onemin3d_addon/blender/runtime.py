@@ -35,7 +35,6 @@ from ..core.errors import (
     PREFS_PATH,
     Cancelled,
     ImportFailed,
-    OfflineError,
     Onemin3DError,
     UnansweredGeneration,
     get_logger,
@@ -44,7 +43,7 @@ from ..core.errors import (
 from ..core.history import History, HistoryEntry, fetchable, unanswered
 from ..core.jobs import Checkpointed, Done, Failed, JobRunner, Progress
 from ..core.pipeline import Checkpoint, Request, Result
-from . import preferences
+from . import connection
 
 log = get_logger(__name__)
 
@@ -237,7 +236,7 @@ class Runtime:
             history = self._histories[folder] = History(folder)
         return history
 
-    def submit(self, image: Path, *, conn: preferences.ConnectionSettings, mode: str,
+    def submit(self, image: Path, *, conn: connection.ConnectionSettings, mode: str,
                options: dict[str, Any], name: str | None = None, scene_name: str | None = None,
                auto_import: bool = True, max_side: int | None = None,
                allow_upscale: bool | None = None, retry: RetryPolicy | None = None,
@@ -251,10 +250,7 @@ class Runtime:
         `metadata`: JSON-able facts the caller wants journalled with the entry (settings["metadata"])."""
         if self._closed:
             raise Onemin3DError("The add-on is shutting down; try again.")
-        if not preferences.online_access():
-            raise OfflineError(preferences.offline_message())
-        if not conn.api_key:
-            raise Onemin3DError(preferences.no_key_message())
+        connection.require_sendable(conn)
         folder = conn.result_folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -320,9 +316,9 @@ class Runtime:
         return int(getattr(self.runner, "max_workers", 0) or 0)
 
     def set_max_workers(self, n: int) -> None:
-        self.runner.set_max_workers(max(1, min(preferences.MAX_PARALLEL_JOBS, int(n))))
+        self.runner.set_max_workers(max(1, min(connection.MAX_PARALLEL_JOBS, int(n))))
 
-    def resume_pending(self, conn: preferences.ConnectionSettings) -> list[Job]:
+    def resume_pending(self, conn: connection.ConnectionSettings) -> list[Job]:
         """Pick up what a crash or restart interrupted: generations with a uuid poll again (a
         cancelled one is fetched and listed, not imported); results already on disk are only
         listed (re-import them from the history)."""
@@ -355,19 +351,16 @@ class Runtime:
         self._full_sync = True
         return resumed
 
-    def _cannot_fetch(self, entry: HistoryEntry, conn: preferences.ConnectionSettings) -> str | None:
+    def _cannot_fetch(self, entry: HistoryEntry, conn: connection.ConnectionSettings) -> str | None:
         """Why the generation of `entry` cannot be polled now, or None."""
         made_with = (entry.settings or {}).get("base_url")
         if made_with and made_with != _public_url(conn.base_url):
             return (f"it was made on {made_with}, and the Base URL is now {_public_url(conn.base_url)}: "
                     f"set it back in {PREFS_PATH} to fetch it")
-        if not preferences.online_access():
-            return preferences.offline_message()
-        if not conn.api_key:
-            return preferences.no_key_message()
-        return None
+        problem = connection.sendable_problem(conn)
+        return str(problem) if problem is not None else None
 
-    def _fetch(self, entry: HistoryEntry, history: History, conn: preferences.ConnectionSettings, *,
+    def _fetch(self, entry: HistoryEntry, history: History, conn: connection.ConnectionSettings, *,
                mode: str, options: dict[str, Any], scene_name: str | None, generation: int | None,
                auto_import: bool) -> Job:
         """Poll and download the generation `entry` names, again (free: no new generation), as a job
@@ -743,13 +736,10 @@ class Runtime:
 
     # --- key check -------------------------------------------------------------------------
 
-    def check_key(self, conn: preferences.ConnectionSettings, *, wait: bool = False) -> tuple[str, str]:
+    def check_key(self, conn: connection.ConnectionSettings, *, wait: bool = False) -> tuple[str, str]:
         """Ask 1min.ai whether the key is valid (a free request), in a thread unless `wait`.
         Returns (status, message) when waiting, ('CHECKING', …) otherwise."""
-        if not preferences.online_access():
-            raise OfflineError(preferences.offline_message())
-        if not conn.api_key:
-            raise Onemin3DError(preferences.no_key_message())
+        connection.require_sendable(conn)
         box: list[tuple[str, str]] = []
 
         def work() -> None:
@@ -924,7 +914,7 @@ class Runtime:
 
     def _fetch_again(self, entry: HistoryEntry, history: History, *, mode: str | None,
                      options: dict[str, Any] | None, scene_name: str | None, wait: bool) -> list[Any]:
-        conn = preferences.connection_settings()
+        conn = connection.connection_settings()
         why = self._cannot_fetch(entry, conn)
         if why is not None:
             raise Onemin3DError(f"The result of {Path(entry.source_path).name} cannot be fetched again now: {why}.")
@@ -1029,7 +1019,7 @@ def _cancel_note(entry: HistoryEntry) -> str | None:
     return None
 
 
-def _check_key(conn: preferences.ConnectionSettings) -> tuple[str, str]:
+def _check_key(conn: connection.ConnectionSettings) -> tuple[str, str]:
     """Runs in a worker thread: no bpy here."""
     from ..core.client import OneMinClient
 
@@ -1174,8 +1164,8 @@ def get_runtime(context: Any = None) -> Runtime:
     """The session's runtime, created on first use (also without registration, for scripts)."""
     global _runtime
     if _runtime is None or _runtime._closed:
-        conn_folder = preferences.result_folder(preferences.get_prefs(context))
-        _runtime = Runtime(conn_folder, max_workers=preferences.parallel_jobs(context))
+        conn_folder = connection.result_folder(connection.get_prefs(context))
+        _runtime = Runtime(conn_folder, max_workers=connection.parallel_jobs(context))
         _install_handlers()
     return _runtime
 
@@ -1201,6 +1191,14 @@ def ensure_timer() -> None:
         bpy.app.timers.register(pump, first_interval=TICK_INTERVAL, persistent=True)
 
 
+def _settings_changed(what: str, context: Any) -> None:
+    """A preference the running jobs follow changed (see connection.settings_changed)."""
+    if what == "parallel_jobs":
+        set_parallel_jobs(connection.parallel_jobs(context))
+    elif what == "result_folder":
+        result_folder_changed(context)
+
+
 def set_parallel_jobs(n: int) -> None:
     if _runtime is not None:
         _runtime.set_max_workers(n)
@@ -1210,7 +1208,7 @@ def result_folder_changed(context: Any = None) -> None:
     """The preference changed: list that folder's history, and resume what it left pending."""
     if _runtime is None:
         return
-    conn = preferences.connection_settings(context)
+    conn = connection.connection_settings(context)
     _runtime.set_folder(conn.result_folder)
     try:
         _runtime.resume_pending(conn)
@@ -1251,9 +1249,10 @@ def _remove_handlers() -> None:
 
 
 def register() -> None:
+    connection.on_settings_changed(_settings_changed)
     rt = get_runtime()
     try:
-        conn = preferences.connection_settings()
+        conn = connection.connection_settings()
         rt.resume_pending(conn)
     except (Onemin3DError, OSError) as exc:
         log.warning("could not resume interrupted jobs: %s", exc)
@@ -1266,6 +1265,7 @@ def unregister() -> None:
     if bpy.app.timers.is_registered(pump):
         bpy.app.timers.unregister(pump)
     _remove_handlers()
+    connection.on_settings_changed(_settings_changed, remove=True)
     if rt is not None and not rt.shutdown(timeout=5.0):
         log.warning("some job threads did not stop within 5 s")
 
