@@ -28,7 +28,7 @@ from .arguments import (
 from .batch import Batch
 from .console import Console, Interrupt
 from .inputs import Config, Defaults, Item, collect_inputs, configure
-from .logs import _blender_output_to_log, setup_logging
+from .logs import _blender_output_to_log, remove_logging, setup_logging
 from .report import _report_argument, _version, summary_line, write_report, write_usage_report
 
 log = logging.getLogger("onemin3d.image_to_3d")
@@ -88,6 +88,13 @@ def _enable_addon(bpy: Any) -> None:
         raise exc
 
     name = ADDON_PACKAGE
+    package = sys.modules.get(name)
+    if package is not None and not hasattr(package, "__addon_enabled__") and package.__file__:
+        # Imported as a library first (this converter lives in it): tell addon_utils it is the
+        # add-on, disabled and unchanged on disk, or it warns of a "possible name collision" and
+        # reloads it ("module changed on disk … reloading") in every run.
+        setattr(package, "__addon_enabled__", False)  # noqa: B010
+        setattr(package, "__time__", os.path.getmtime(package.__file__))  # noqa: B010  (attributes addon_utils reads)
     loaded: tuple[bool, bool] = addon_utils.check(name)  # type: ignore[func-returns-value,assignment]
     if not loaded[1]:
         addon_utils.enable(name, default_set=True, handle_error=fail)
@@ -140,10 +147,20 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "image_to_3d", hermet
         write_usage_report(args.report, collect_inputs(args.inputs, args.recursive), str(exc))
         return EXIT_USAGE
     errors.register_secret(config.api_key)
-    setup_logging(config)
+    handlers = setup_logging(config)
     errors.install_log_filter()
     log.info("onemin3d image_to_3d %s: %s", _version(), " ".join(_safe_argv(argv)))
+    try:
+        return _convert(config, prog, enable, t_main)
+    finally:
+        remove_logging(handlers)
 
+
+def _convert(config: Config, prog: str, enable: bool, t_main: float) -> int:
+    """The run, once configured and logging: exit 0, 1, 2 or 130."""
+    from ..core import errors
+
+    args = config.args
     items = collect_inputs(args.inputs, args.recursive)
     if not items:
         message = ("no images found in the inputs given (looked for "
