@@ -26,9 +26,9 @@ import bpy
 from .blender import preferences, properties, runtime
 from .blender.runtime import Job
 from .core import options as options_schema
-from .core.client import RetryPolicy, Timeouts
 from .core.errors import Cancelled, ImageError, Onemin3DError
 from .core.options import ImportOptions
+from .core.protocol import RetryPolicy, Timeouts
 
 __all__ = ["Job", "generate", "get_strength", "jobs", "pump", "set_strength", "shutdown", "submit", "wait"]
 

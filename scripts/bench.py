@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Command line: `python scripts/bench.py client|import|ui|batch [ARGS]` runs one benchmark (scripts/bench_<name>.py).
+"""Command line: `python scripts/bench.py client|import|ui|batch|startup [ARGS]` runs one benchmark (scripts/bench_<name>.py).
 
 Each benchmark lives in its own module exposing `main(argv) -> int` and prints its figures as
 ratios against a reference measured in the same run, with PASS/FAIL against its target; the
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "import": "scene import against the numpy lower bound and Blender's own routes (issue 3)",
     "ui": "submit, operator, pump ticks, cancel, unregister and shutdown, against a job and an import (issues 4, 12)",
     "batch": "the headless batch converter's wall time against the ideal (issue 5)",
+    "startup": "enabling the add-on against enabling Blender's glTF add-on, in fresh processes (issue 13)",
 }
 
 

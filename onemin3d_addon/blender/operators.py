@@ -17,7 +17,7 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
 
 from ..core.errors import ImageError, Onemin3DError, get_logger, user_message
-from ..core.images import IMAGE_SUFFIXES
+from ..core.options import IMAGE_SUFFIXES
 from . import connection, properties, runtime
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import Any
 
 import bpy
 
-from ..core.images import IMAGE_SUFFIXES as _IMAGE_SUFFIXES
+from ..core.options import IMAGE_SUFFIXES as _IMAGE_SUFFIXES
 from . import connection, properties
 from .operators import PANEL_CONTEXT_MEMBER
 

@@ -19,8 +19,8 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..core.client import DEFAULT_BASE_URL, Timeouts
 from ..core.errors import get_logger
+from ..core.protocol import DEFAULT_BASE_URL, Timeouts
 from . import connection, properties
 from .connection import (  # re-exported: the names scripts and tests have used from here
     ADDON_ID,
@@ -90,17 +90,17 @@ class OneMin3DPreferences(bpy.types.AddonPreferences):
     connect_timeout: FloatProperty(  # type: ignore[valid-type]
         name="Connect",
         description="Seconds to wait for a connection to 1min.ai",
-        default=Timeouts.connect, min=1.0, max=120.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
+        default=Timeouts().connect, min=1.0, max=120.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
     )
     generate_timeout: FloatProperty(  # type: ignore[valid-type]
         name="Generate",
         description="Seconds to wait for a synchronous generation to answer",
-        default=Timeouts.generate, min=10.0, max=1800.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
+        default=Timeouts().generate, min=10.0, max=1800.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
     )
     read_timeout: FloatProperty(  # type: ignore[valid-type]
         name="Read",
         description="Seconds to wait for any other answer (upload, poll, download)",
-        default=Timeouts.read, min=5.0, max=600.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
+        default=Timeouts().read, min=5.0, max=600.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
     )
     poll_deadline: FloatProperty(  # type: ignore[valid-type]
         name="Give Up After",

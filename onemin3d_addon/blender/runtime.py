@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import copy
 import functools
-import queue
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import bpy
 
-from ..core import results
-from ..core.client import RetryPolicy
 from ..core.errors import (
     PREFS_PATH,
     Cancelled,
@@ -40,10 +37,15 @@ from ..core.errors import (
     get_logger,
     user_message,
 )
-from ..core.history import History, HistoryEntry, fetchable, unanswered
-from ..core.jobs import Checkpointed, Done, Failed, JobRunner, Progress
-from ..core.pipeline import Checkpoint, Request, Result
 from . import connection
+
+if TYPE_CHECKING:  # imported where used: registering the add-on loads none of them (scripts/bench.py startup)
+    import queue
+
+    from ..core.history import History, HistoryEntry
+    from ..core.jobs import Progress
+    from ..core.pipeline import Checkpoint, Result
+    from ..core.protocol import RetryPolicy
 
 log = get_logger(__name__)
 
@@ -195,6 +197,12 @@ class Runtime:
     """The session's jobs, their runner, the history and the WindowManager view of them."""
 
     def __init__(self, folder: Path, *, max_workers: int = 2) -> None:
+        global queue
+        import queue  # for every method of the runtime: a runtime exists only once this ran
+
+        from ..core.history import History
+        from ..core.jobs import JobRunner
+
         self.folder = folder
         self.history = History(folder)
         self._histories: dict[Path, History] = {folder: self.history}
@@ -233,6 +241,8 @@ class Runtime:
     def history_for(self, folder: Path) -> History:
         history = self._histories.get(folder)
         if history is None:
+            from ..core.history import History
+
             history = self._histories[folder] = History(folder)
         return history
 
@@ -248,6 +258,9 @@ class Runtime:
         `resume`: what an earlier run left (a result file on disk, or an asset key and the uuid
         of a generation): the pipeline continues from there, and pays nothing twice.
         `metadata`: JSON-able facts the caller wants journalled with the entry (settings["metadata"])."""
+        from ..core.history import HistoryEntry
+        from ..core.pipeline import Request
+
         if self._closed:
             raise Onemin3DError("The add-on is shutting down; try again.")
         connection.require_sendable(conn)
@@ -365,6 +378,8 @@ class Runtime:
                auto_import: bool) -> Job:
         """Poll and download the generation `entry` names, again (free: no new generation), as a job
         under the entry's own id. `generation` None: imported only into the file it was made for."""
+        from ..core.pipeline import Checkpoint, Request
+
         request = Request(
             image_path=Path(entry.source_path), api_key=conn.api_key, result_dir=conn.result_folder,
             base_url=conn.base_url, use_async=True, timeouts=conn.timeouts,
@@ -464,6 +479,8 @@ class Runtime:
 
     def _handle(self, event: Any) -> bool:
         """Apply one event; True when it imported a result."""
+        from ..core.jobs import Checkpointed, Done, Failed, Progress
+
         job = self.jobs.get(event.job_id)
         if job is None:
             log.debug("event for unknown job %s ignored", event.job_id)
@@ -866,6 +883,9 @@ class Runtime:
         returns [] at once. A generation that was sent but never answered is refused
         (UnansweredGeneration): it may have been charged, and only Generate sends it again.
         """
+        from ..core import results
+        from ..core.history import fetchable, unanswered
+
         found = self.find_entry(entry_id)
         if found is None:
             raise Onemin3DError("That history entry no longer exists.")
@@ -952,6 +972,8 @@ class Runtime:
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Cancel every job and join every thread within `timeout` seconds. Async jobs that
         already have a uuid stay resumable; results already downloaded stay listed."""
+        from ..core.jobs import Checkpointed, Done, Failed, Progress
+
         self._closed = True
         deadline = time.monotonic() + timeout
         joined = bool(self.runner.shutdown(timeout=timeout))
@@ -1158,16 +1180,38 @@ def _undo_push(message: str) -> None:
 # --- module-level lifecycle ---------------------------------------------------------------------
 
 _runtime: Runtime | None = None
+_registered = False
 
 
 def get_runtime(context: Any = None) -> Runtime:
-    """The session's runtime, created on first use (also without registration, for scripts)."""
+    """The session's runtime, created on first use (also without registration, for scripts).
+
+    While the add-on is registered, the first use also starts it: the preference folder's
+    history is listed and what a crash or restart interrupted is resumed (`_start`).
+    """
     global _runtime
     if _runtime is None or _runtime._closed:
         conn_folder = connection.result_folder(connection.get_prefs(context))
         _runtime = Runtime(conn_folder, max_workers=connection.parallel_jobs(context))
         _install_handlers()
+        if _registered:
+            _start(_runtime, context)
     return _runtime
+
+
+def _start(rt: Runtime, context: Any = None) -> None:
+    try:
+        conn = connection.connection_settings(context)
+        rt.resume_pending(conn)
+    except (Onemin3DError, OSError) as exc:
+        log.warning("could not resume interrupted jobs: %s", exc)
+    rt.sync_wm()
+
+
+def _start_in_ui() -> None:
+    """The one-shot timer registration leaves: the UI's first moment after start-up starts the runtime."""
+    if _registered:
+        get_runtime()
 
 
 def peek_runtime() -> Runtime | None:
@@ -1207,6 +1251,8 @@ def set_parallel_jobs(n: int) -> None:
 def result_folder_changed(context: Any = None) -> None:
     """The preference changed: list that folder's history, and resume what it left pending."""
     if _runtime is None:
+        if _registered:
+            get_runtime(context)  # starts it, in the new folder
         return
     conn = connection.connection_settings(context)
     _runtime.set_folder(conn.result_folder)
@@ -1249,21 +1295,25 @@ def _remove_handlers() -> None:
 
 
 def register() -> None:
+    """Registration only: the runtime (its history, job threads and the resume of interrupted jobs)
+    starts on first use, or in the UI at its first moment after start-up (a one-shot timer;
+    `blender -b` and the bpy wheel run no timers, so there the first call that needs it starts
+    it). Enabling the add-on so costs about what enabling glTF does (`scripts/bench.py startup`)."""
+    global _registered
+    _registered = True
+    _install_handlers()
     connection.on_settings_changed(_settings_changed)
-    rt = get_runtime()
-    try:
-        conn = connection.connection_settings()
-        rt.resume_pending(conn)
-    except (Onemin3DError, OSError) as exc:
-        log.warning("could not resume interrupted jobs: %s", exc)
-    rt.sync_wm()
+    if not bpy.app.background:
+        bpy.app.timers.register(_start_in_ui, first_interval=0.0)
 
 
 def unregister() -> None:
-    global _runtime
+    global _runtime, _registered
+    _registered = False
     rt, _runtime = _runtime, None
-    if bpy.app.timers.is_registered(pump):
-        bpy.app.timers.unregister(pump)
+    for timer in (pump, _start_in_ui):
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
     _remove_handlers()
     connection.on_settings_changed(_settings_changed, remove=True)
     if rt is not None and not rt.shutdown(timeout=5.0):

@@ -6,14 +6,21 @@ that words them for people: what went wrong, and what to do about it.
 
 No exception here ever carries the API key: messages are built from server text that has been
 passed through `redact()`, and `KeyMaskingFilter` masks the key in every log record as well.
+
+`get_logger()` hands out loggers that import `logging` on their first use, so importing the
+add-on (and enabling it) does not load the logging package.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import math
 import re
 import threading
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import logging
 
 PREFS_PATH = "Edit › Preferences › Add-ons › 1min.ai Image to 3D"
 ONLINE_ACCESS_PATH = "Edit › Preferences › System › Network › Allow Online Access"
@@ -310,42 +317,83 @@ def redact(text: str) -> str:
 _HEADER_RE = re.compile(r"(?i)(api[-_]key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+")
 
 
-class KeyMaskingFilter(logging.Filter):
-    """Masks registered secrets in a record's message, arguments and traceback text."""
+@functools.cache
+def _key_filter() -> logging.Filter:
+    """The one `KeyMaskingFilter`, made (and `logging` imported) on first use."""
+    import logging
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            rendered = record.getMessage()
-        except (TypeError, ValueError):
-            rendered = str(record.msg)
-        record.msg = redact(rendered)
-        record.args = None
-        if record.exc_info and record.exc_info[1] is not None:
-            formatter = logging.Formatter()
-            record.exc_text = redact(formatter.formatException(record.exc_info))
-            record.exc_info = None
-        elif record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        return True
+    class KeyMaskingFilter(logging.Filter):
+        """Masks registered secrets in a record's message, arguments and traceback text."""
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            try:
+                rendered = record.getMessage()
+            except (TypeError, ValueError):
+                rendered = str(record.msg)
+            record.msg = redact(rendered)
+            record.args = None
+            if record.exc_info and record.exc_info[1] is not None:
+                formatter = logging.Formatter()
+                record.exc_text = redact(formatter.formatException(record.exc_info))
+                record.exc_info = None
+            elif record.exc_text:
+                record.exc_text = redact(record.exc_text)
+            return True
+
+    return KeyMaskingFilter()
 
 
-_FILTER = KeyMaskingFilter()
+class _Logger:
+    """A module's logger, looked up on its first use: `logging.getLogger(name)` with the
+    key-masking filter attached. Every attribute is the real logger's."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: logging.Logger | None = None
+
+    def _real(self) -> logging.Logger:
+        logger = self._logger
+        if logger is None:
+            import logging
+
+            logger = logging.getLogger(self._name)
+            if _key_filter() not in logger.filters:
+                logger.addFilter(_key_filter())
+            self._logger = logger
+        return logger
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._real(), attr)
+
+    def __repr__(self) -> str:
+        return f"<logger {self._name} (on first use)>"
 
 
 def get_logger(name: str) -> logging.Logger:
-    """`logging.getLogger(name)` with the key-masking filter attached.
+    """`logging.getLogger(name)` with the key-masking filter attached, looked up on first use.
 
     Logger filters only see records logged on that very logger, so every module of the add-on
     takes its logger from here rather than relying on a filter on a parent.
     """
-    logger = logging.getLogger(name)
-    if _FILTER not in logger.filters:
-        logger.addFilter(_FILTER)
-    return logger
+    return cast("logging.Logger", _Logger(name))
 
 
 def install_log_filter() -> None:
     """Also mask secrets in records from other libraries, at every handler of the root logger."""
+    import logging
+
+    key_filter = _key_filter()
     for handler in logging.getLogger().handlers:
-        if _FILTER not in handler.filters:
-            handler.addFilter(_FILTER)
+        if key_filter not in handler.filters:
+            handler.addFilter(key_filter)
+
+
+def __getattr__(name: str) -> Any:
+    # `KeyMaskingFilter` and the filter itself, for whoever named them before they became lazy
+    if name == "KeyMaskingFilter":
+        return type(_key_filter())
+    if name == "_FILTER":
+        return _key_filter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

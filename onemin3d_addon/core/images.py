@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from . import options
 from .errors import ImageError, get_logger
 
 if TYPE_CHECKING:
@@ -46,10 +47,8 @@ JPEG_QUALITY = 95
 #: 1min.ai refuses uploads over 50 MB with a 413.
 PASSTHROUGH_MAX_BYTES = 20 * 1024 * 1024
 
-#: The photo files the add-on offers to send (file browser, panel, drop, command line), lower case:
-#: what Pillow decodes for the upload and Blender also shows as the texture of a plane or relief.
-#: Not GIF: Blender loads no pixels from it, so its relief would show the missing-texture pink.
-IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".tga")
+#: The photo files the add-on offers to send: one list, declared in core/options.py.
+IMAGE_SUFFIXES: Final = options.IMAGE_SUFFIXES
 
 _MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 _PASSTHROUGH_MODES = {"JPEG": {"RGB", "L"}, "MPO": {"RGB", "L"}, "PNG": {"RGB", "RGBA", "L"},

@@ -18,22 +18,34 @@ the size of Blender's default cube, so a model lands beside it at a familiar sca
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple
 
 OptionValue = bool | int | float | str
+
+_NONE: Final[Mapping[str, Any]] = MappingProxyType({})
+
+#: The photo files the add-on offers to send (file browser, panel, drop, command line), lower case:
+#: what Pillow decodes for the upload and Blender also shows as the texture of a plane or relief.
+#: Not GIF: Blender loads no pixels from it, so its relief would show the missing-texture pink.
+#: Here rather than in core/images.py (which re-exports it) because this module is what the add-on
+#: loads to register.
+IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".tga")
 
 RELIEF: Final = "relief"
 PLANE: Final = "plane"
 MODEL: Final = "model"
 
 
-@dataclass(frozen=True)
-class Choice:
+# Choice, Option and ImportOptions are NamedTuples, not frozen dataclasses: this module is
+# imported when the add-on registers (its properties are built from OPTIONS), and a NamedTuple
+# class costs a tenth of a frozen dataclass to define (scripts/bench.py startup).
+
+
+class Choice(NamedTuple):
     """One item of an enumerated option: its value, and how the UI names and explains it."""
 
     value: str
@@ -41,8 +53,7 @@ class Choice:
     description: str
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One import option. `min`/`max` are hard limits (inclusive); `soft_max` only bounds a
     slider's drag. `ui` holds what only Blender's property shows (subtype, unit, step, precision)."""
 
@@ -56,8 +67,8 @@ class Option:
     max: float | None = None
     soft_max: float | None = None
     choices: tuple[Choice, ...] = ()
-    aliases: Mapping[str, str] = field(default_factory=dict)  # another spelling -> a choice's value
-    ui: Mapping[str, Any] = field(default_factory=dict)
+    aliases: Mapping[str, str] = _NONE  # another spelling -> a choice's value
+    ui: Mapping[str, Any] = _NONE
 
     @property
     def values(self) -> tuple[str, ...]:
@@ -198,9 +209,9 @@ def _default(name: str) -> Any:
     return _BY_NAME[name].default
 
 
-@dataclass(frozen=True)
-class ImportOptions:
-    """The options of `scene_build.import_result`, frozen; defaults from `OPTIONS`."""
+class ImportOptions(NamedTuple):
+    """The options of `scene_build.import_result`, frozen (a NamedTuple, as Option: cheap to
+    define at registration); defaults from `OPTIONS`."""
 
     # relief
     resolution: int = _default("resolution")
@@ -235,8 +246,8 @@ class ImportOptions:
     def checked(self) -> ImportOptions:
         """These options with every value checked against its option and in its canonical
         spelling ("linear" → "Linear", "CAM" → "CAMERA"); ValueError naming the first bad one."""
-        values: dict[str, Any] = {f.name: _BY_NAME[f.name].check(getattr(self, f.name)) for f in fields(self)}
-        return dataclasses.replace(self, **values)
+        values: dict[str, Any] = {name: _BY_NAME[name].check(getattr(self, name)) for name in self._fields}
+        return self._replace(**values)
 
     def as_dict(self) -> dict[str, OptionValue]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return dict(self._asdict())

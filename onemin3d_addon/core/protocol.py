@@ -1,6 +1,6 @@
 """bpy-free, no third-party imports: 1min.ai's wire format: addresses, request bodies, the `aiRecord` answer, where a result is downloaded from, and which exception each error answer is.
 
-Everything here is a pure function or a frozen dataclass: no socket, no thread, no `requests`
+Everything here is a pure function or a frozen record: no socket, no thread, no `requests`
 (so the add-on can register, and the history and pipeline can name a record, without loading
 an HTTP stack). `core/client.py` is the transport that moves these bodies and answers; the
 fuzz tests (tests/reliability/test_fuzz.py) feed the parsers hostile bytes.
@@ -17,16 +17,13 @@ fuzz tests (tests/reliability/test_fuzz.py) feed the parsers hostile bytes.
 
 from __future__ import annotations
 
-import email.utils
-import html
 import json
 import math
 import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from .errors import (
@@ -105,18 +102,20 @@ def download_urls(record: GenerationRecord, asset_base_url: str) -> list[str]:
 
 
 # --- settings and records --------------------------------------------------------------------
+# Frozen records as NamedTuples rather than frozen dataclasses: the add-on's preferences take
+# their defaults from Timeouts when the add-on registers, and a NamedTuple class costs a tenth of
+# a frozen dataclass to define (scripts/bench.py startup). Build them with keywords.
 
 
-@dataclass(frozen=True)
-class Timeouts:
+class Timeouts(NamedTuple):
     """Seconds. `generate` is the read timeout of the synchronous generation POST."""
 
     connect: float = 10.0
     generate: float = 300.0
     read: float = 60.0
 
-@dataclass(frozen=True)
-class RetryPolicy:
+
+class RetryPolicy(NamedTuple):
     """How often, and how patiently, requests that are safe to repeat are repeated."""
 
     attempts: int = 4  # tries in all, for retryable GETs and 429s
@@ -130,8 +129,8 @@ class RetryPolicy:
         base = min(self.max_backoff, self.backoff * (2.0 ** max(0, n - 1)))
         return base * random.uniform(0.5, 1.0)
 
-@dataclass(frozen=True)
-class GenerationRecord:
+
+class GenerationRecord(NamedTuple):
     """What the API says about one generation (`aiRecord`)."""
 
     uuid: str
@@ -163,8 +162,7 @@ class GenerationRecord:
 # --- parsing (pure functions: also the target of the fuzz tests) ---------------------------
 
 
-@dataclass(frozen=True)
-class ErrorBody:
+class ErrorBody(NamedTuple):
     """An error answer, whichever shape it came in."""
 
     code: str | None  # errorCode / error.code
@@ -172,6 +170,7 @@ class ErrorBody:
     cause: str | None  # the real reason dug out of `details`, when there is one
     is_html: bool
     text: str  # the raw text, clipped
+
 
 def parse_error_body(raw: bytes, content_type: str = "") -> ErrorBody:
     """Parse an error body once: `{"errorCode","message","details","context"}`,
@@ -202,6 +201,7 @@ def parse_error_body(raw: bytes, content_type: str = "") -> ErrorBody:
         return ErrorBody(None, _html_summary(text), None, True, clipped)
     return ErrorBody(None, clip(text, 300) or None, None, False, clipped)
 
+
 def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], *, api: bool = True,
                         what: str = "request") -> Onemin3DError:
     """The exception for an HTTP error answer. `api` is False for result downloads."""
@@ -217,6 +217,7 @@ def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], *, 
         else:
             factory = _unexpected_status
     return factory(status, body, headers, api, what)
+
 
 def parse_record(payload: object) -> GenerationRecord | None:
     """The `aiRecord` of a features or results answer; None for `{"aiRecord": null}`.
@@ -257,6 +258,7 @@ def parse_record(payload: object) -> GenerationRecord | None:
         error_message=clip(error_message, 500) if error_message else None,
     )
 
+
 def check_record(record: GenerationRecord) -> GenerationRecord:
     """`record` when it is a usable success; BadResponse when it failed or has nothing to download."""
     if record.failed:
@@ -281,13 +283,16 @@ def _auth_error(status: int, body: ErrorBody, headers: Mapping[str, str], api: b
         return blocked
     return AuthError(_describe(body, status) or f"HTTP {status}", status=status)
 
+
 def _rate_limited(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
                   ) -> Onemin3DError:
     return RateLimited(_describe(body, status) or "too many requests",
                        retry_after=_retry_after(headers.get("Retry-After")))
 
+
 def _credits(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str) -> Onemin3DError:
     return CreditsExhausted(_describe(body, status) or "not enough credits")
+
 
 def _too_large(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
                ) -> Onemin3DError:
@@ -297,11 +302,13 @@ def _too_large(status: int, body: ErrorBody, headers: Mapping[str, str], api: bo
     return InvalidInput(_describe(body, status) or "the upload is too large", code=body.code,
                         status=413)
 
+
 def _not_found(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str) -> Onemin3DError:
     if not api:
         return ResultUnavailable("The result file is not on the server (HTTP 404): it may have expired",
                                  status=404, detail=body.message)
     return BadResponse(f"the API has no such address (HTTP 404 for the {what}); check the base URL")
+
 
 def _invalid_input(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
                    ) -> Onemin3DError:
@@ -317,10 +324,12 @@ def _invalid_input(status: int, body: ErrorBody, headers: Mapping[str, str], api
     detail = f"{message}: {body.cause}" if body.cause and body.cause not in message else None
     return InvalidInput(message, code=body.code, detail=detail, status=status)
 
+
 def _server_error(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
                   ) -> Onemin3DError:
     return ServerError(f"HTTP {status} for the {what}: {_describe(body, status) or 'no details'}",
                        status=status, detail=body.text[:500] if body.text else None)
+
 
 def _unexpected_status(status: int, body: ErrorBody, headers: Mapping[str, str], api: bool, what: str
                        ) -> Onemin3DError:
@@ -342,24 +351,28 @@ _STATUS_ERRORS: dict[int, _ErrorFactory] = {
 
 # --- small pure helpers ----------------------------------------------------------------------
 
-_CREDIT_RE = re.compile(r"credit", re.IGNORECASE)
+# Patterns as strings: `re` compiles each on its first use (and caches it), not at import.
+_CREDIT_RE = r"(?i)credit"
 
-_TAG_RE = re.compile(r"<[^>]+>")
+_TAG_RE = r"<[^>]+>"
 
-_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TITLE_RE = r"(?is)<title[^>]*>(.*?)</title>"
 
-_H1_RE = re.compile(r"<h1[^>]*>(.*?)</h1>", re.IGNORECASE | re.DOTALL)
+_H1_RE = r"(?is)<h1[^>]*>(.*?)</h1>"
+
 
 def _mentions_credit(body: ErrorBody) -> bool:
-    if body.code and _CREDIT_RE.search(body.code):
+    if body.code and re.search(_CREDIT_RE, body.code):
         return True
-    return bool(body.message and _CREDIT_RE.search(body.message))
+    return bool(body.message and re.search(_CREDIT_RE, body.message))
+
 
 def _describe(body: ErrorBody, status: int) -> str:
     parts = [p for p in (body.message, body.cause) if p]
     if body.code and not any(body.code in p for p in parts):
         parts.append(f"[{body.code}]")
     return clip(": ".join(parts), 300)
+
 
 def _cause_from(details: object, depth: int = 0) -> str | None:
     """The human reason inside a `details` value (often a JSON string of the upstream error)."""
@@ -398,14 +411,18 @@ def _cause_from(details: object, depth: int = 0) -> str | None:
         return str(details)
     return None
 
+
 def _html_summary(text: str) -> str:
+    import html  # on first use: an HTML error page is rare, and registering the add-on loads nothing it needs
+
     for pattern in (_TITLE_RE, _H1_RE):
-        m = pattern.search(text)
+        m = re.search(pattern, text)
         if m:
-            summary = " ".join(html.unescape(_TAG_RE.sub(" ", m.group(1))).split())
+            summary = " ".join(html.unescape(re.sub(_TAG_RE, " ", m.group(1))).split())
             if summary:
                 return clip(summary, 160)
-    return clip(" ".join(html.unescape(_TAG_RE.sub(" ", text)).split()), 160) or "an HTML page"
+    return clip(" ".join(html.unescape(re.sub(_TAG_RE, " ", text)).split()), 160) or "an HTML page"
+
 
 def _retry_after(value: str | None) -> float | None:
     if not value:
@@ -414,6 +431,8 @@ def _retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils  # on first use: a Retry-After date is rare, and the email package is large
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -424,6 +443,7 @@ def _retry_after(value: str | None) -> float | None:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
 
 def asset_key(payload: object) -> str:
     """The asset key an upload answer names (fileContent.path, else asset.key); BadResponse otherwise."""
@@ -436,6 +456,7 @@ def asset_key(payload: object) -> str:
             return key
     raise BadResponse("the upload answer names no asset key (fileContent.path or asset.key)")
 
+
 def _result_keys(value: object) -> tuple[str, ...]:
     items = value if isinstance(value, list) else [value]
     keys: list[str] = []
@@ -447,6 +468,7 @@ def _result_keys(value: object) -> tuple[str, ...]:
             keys.append(text)
     return tuple(keys)
 
+
 def http_url(value: object) -> str | None:
     """`value` when it is an absolute http(s) URL, else None."""
     text = _str(value)
@@ -454,11 +476,13 @@ def http_url(value: object) -> str | None:
         return text
     return None
 
+
 def _str(value: object) -> str | None:
     if isinstance(value, str):
         text = value.strip()
         return text or None
     return None
+
 
 def int_or_none(value: object) -> int | None:
     """An integer read from JSON or a header (never a bool, NaN or a huge string), else None."""
@@ -472,8 +496,10 @@ def int_or_none(value: object) -> int | None:
         return int(value.strip())
     return None
 
+
 def _kind_of(value: object) -> str:
     return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(type(value), "a value")
+
 
 def clip(text: str | None, limit: int) -> str:
     """`text` on one line, the key masked, at most `limit` characters."""

@@ -19,13 +19,16 @@ import stat
 import tempfile
 import threading
 import unicodedata
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from .errors import ResultError, get_logger
 from .images import decode_errors
+
+if TYPE_CHECKING:
+    import zipfile
 
 log = get_logger(__name__)
 
@@ -206,6 +209,8 @@ def safe_extract_zip(zip_path: str | os.PathLike[str], dest_dir: str | os.PathLi
     the sizes the archive declares are only used to refuse early. Files already in `dest_dir`
     with a member's name are replaced, but only once the whole archive has been extracted.
     """
+    import zipfile  # on first use: registering the add-on does not load it
+
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -305,6 +310,8 @@ def _is_within(path: Path, base: Path) -> bool:
 
 def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, tmp: Path, total: int, *,
              max_total: int, max_ratio: float) -> int:
+    import zipfile  # already loaded by safe_extract_zip: this binds the name for the except clause
+
     written = 0
     limit = max(info.compress_size, 1) * max_ratio
     try:

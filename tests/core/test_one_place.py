@@ -1,11 +1,11 @@
-"""Facts the package states once: the photo suffixes (core.images), the result size cap (core.results)."""
+"""Facts the package states once: the photo suffixes (core.options), the result size cap (core.results)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from onemin3d_addon.core import images, results
+from onemin3d_addon.core import images, options, results
 
 PACKAGE = Path(__file__).resolve().parents[2] / "onemin3d_addon"
 
@@ -19,7 +19,8 @@ def test_one_list_of_photo_suffixes_and_no_gif_which_blender_cannot_show() -> No
     assert {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"} <= set(images.IMAGE_SUFFIXES)
     assert ".gif" not in images.IMAGE_SUFFIXES
     lists = [name for name, text in _sources().items() if re.search(r"""["']\.tga["']""", text)]
-    assert lists == ["core/images.py"], f"another list of image suffixes in {lists}"
+    assert lists == ["core/options.py"], f"another list of image suffixes in {lists}"
+    assert images.IMAGE_SUFFIXES is options.IMAGE_SUFFIXES
 
 
 def test_the_result_size_cap_is_written_once() -> None:
