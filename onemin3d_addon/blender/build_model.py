@@ -103,9 +103,10 @@ def _model_file(path: Path) -> tuple[Path, str, list[Path] | None]:
     return path, suffix, extracted
 
 
-def import_model(path: str | os.PathLike[str], *, collection: bpy.types.Collection, target_size: float = 2.0
-                 ) -> list[bpy.types.Object]:
-    """Import a 3D model (or a zip holding one) into `collection`; return its objects.
+def import_model(path: str | os.PathLike[str], *, collection: bpy.types.Collection, target_size: float = 2.0,
+                 name: str | None = None) -> list[bpy.types.Object]:
+    """Import a 3D model (or a zip holding one) into `collection`; return its objects. `name`:
+    what its top objects are called (the photo's name), else what the importer called them.
 
     The importer reads only files that came with the result: before it runs, every file the
     model names (glTF uris, OBJ mtllib, MTL texture maps) is checked by core.model_refs and
@@ -156,6 +157,8 @@ def import_model(path: str | os.PathLike[str], *, collection: bpy.types.Collecti
         for obj in objects:
             if obj.parent is None or obj.parent not in objects:
                 obj[KIND_PROPERTY] = "MODEL"
+                if name:  # the model's top objects take the photo's name ("dress", "dress.001", …)
+                    obj.name = name
         select_if_in_view_layer(collection, objects)
         return objects
 

@@ -132,12 +132,15 @@ def import_result(result_file: str | os.PathLike[str], source_image: str | os.Pa
             if mode != "AUTO":
                 created.warn(f"The result is a 3D model, so it was imported as a model ({mode.lower()} "
                              "applies to image results).")
-            objects = import_model(result, collection=collection, target_size=opts.target_size)
+            objects = import_model(result, collection=collection, target_size=opts.target_size,
+                                   name=label if source is not None else None)
             made = "MODEL"
         elif kind in results.IMAGE_KINDS or kind is None:
             grey = mode != "PLANE" and results.is_greyscale(result)
             if mode == "PLANE" or (mode == "AUTO" and not grey):
-                objects = [import_plane(result, collection=collection, **plane_kw)]
+                # named after the photo, not the server's file ("…_3d_generated")
+                objects = [import_plane(result, collection=collection, name=label if source is not None else None,
+                                        **plane_kw)]
                 made = "PLANE"
             else:
                 if not grey:
