@@ -1,4 +1,4 @@
-"""bpy-free: the import options, declared once (name, type, default, limits, choices, wording) for the properties, the API and the command line.
+"""bpy-free: the import options, declared once (name, type, default, limits, choices, wording) for the properties, the API and the command line; and the photo suffixes.
 
 Everything else is derived from `OPTIONS` and `MODE`:
 
