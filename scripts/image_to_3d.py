@@ -56,5 +56,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli_main(script_argv() if argv is None else argv, prog="image_to_3d", hermetic=not _UNDER_BLENDER)
 
 
+def _exit_from_the_wheel(code: int) -> None:
+    """End a bpy-wheel run without Python's finalisation: bpy 4.2's exit handlers free the
+    add-ons' registered classes (the glTF exporter's panels) after the interpreter is gone, and
+    segfault (exit 139) after a run that had succeeded. Everything is written and flushed first."""
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if not _UNDER_BLENDER:
+        _exit_from_the_wheel(code)
+    sys.exit(code)
