@@ -70,7 +70,14 @@ full-%: tier-venv-%
 # every tier's venv, installed up front (a cold machine downloads each bpy wheel once)
 tiers: $(STAMP) $(addprefix tier-venv-,$(FULL_TIERS) $(SMOKE_TIERS))
 
-test: lint typecheck typecheck-latest pytest $(addprefix full-,$(FULL_TIERS)) $(addprefix smoke-,$(SMOKE_TIERS))
+# The checks first; then the test tiers two at a time (the machine has 2 cores; each pytest is
+# mostly one thread), each tier's output printed whole when it ends (-O). TEST_JOBS=1 runs them
+# one after another.
+TEST_JOBS ?= 2
+TIER_TARGETS = pytest $(addprefix full-,$(FULL_TIERS)) $(addprefix smoke-,$(SMOKE_TIERS))
+test: lint typecheck typecheck-latest
+	@start=$$(date +%s); $(MAKE) --no-print-directory -j$(TEST_JOBS) -Otarget $(TIER_TARGETS); rc=$$?; \
+	echo "test tiers: exit $$rc after $$(( $$(date +%s) - start )) s"; exit $$rc
 
 dist: $(STAMP)
 	$(PY) scripts/build_extension.py --split-platforms
