@@ -26,7 +26,7 @@ import bpy
 from .blender import preferences, properties, runtime
 from .blender.runtime import Job
 from .core import options as options_schema
-from .core.errors import Cancelled, ImageError, Onemin3DError
+from .core.errors import Cancelled, ImageError, Onemin3DError, user_message
 from .core.options import ImportOptions
 from .core.protocol import RetryPolicy, Timeouts
 
@@ -58,7 +58,8 @@ def _image_path(image: Any, folder: Path) -> tuple[Path, str]:
         return source_to_file(image, folder), Path(image.name).stem
     path = Path(os.fspath(image)).expanduser()
     if not path.is_file():
-        raise ImageError(f"The image file {path} does not exist.")
+        raise ImageError(f"The image file {path} does not exist: check the path (a relative one starts from "
+                         f"{Path.cwd()}), or pass an image of bpy.data.images.")
     return path, path.stem
 
 
@@ -136,7 +137,11 @@ def generate(image: Any, *, mode: str = "auto", api_key: str | None = None, base
     if job.state == "imported":
         return job.objects
     if job.error is not None:
-        raise job.error
+        # The script sees the one sentence the panel shows (not the server's raw text, such as
+        # "API Key has been deleted: [HTTP_EXCEPTION]"); that text stays in `.message`.
+        err = job.error
+        err.args = (user_message(err),)
+        raise err
     if job.state == "cancelled":
         raise Cancelled("The job was cancelled.")
     if not options.get("import_result", True):

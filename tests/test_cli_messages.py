@@ -50,3 +50,25 @@ def test_blender_does_not_warn_of_a_name_collision_nor_reload_the_add_on(server,
     for text in (proc.stdout, proc.stderr, _log_of(out)):
         assert "possible name collision" not in text
         assert "module changed on disk" not in text
+
+
+def test_a_missing_file_says_what_to_do(server, photos, tmp_path):
+    missing = tmp_path / "nope.jpg"
+    proc = run_cli([photos["apple"], missing, "--output-dir", tmp_path / "out", "--resolution", "32",
+                    "--json", tmp_path / "r.json"], cli_env(server))
+    assert proc.returncode == 1
+    assert f"{missing} does not exist: check the path" in proc.stderr
+
+
+def test_a_refused_connection_to_another_server_names_it_and_says_check_it_or_base_url(photos, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    proc = run_cli([photos["apple"], "--output-dir", tmp_path / "out", "--base-url", base], cli_env(None))
+    assert proc.returncode == 2
+    (line,) = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert base in line and "check that it runs" in line and "--base-url" in line, line
+    assert "internet" not in line

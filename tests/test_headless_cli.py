@@ -247,7 +247,7 @@ def test_mixed_batch_converts_the_good_ones_and_names_each_failure(server, photo
         assert items[name]["status"] == "failed"
         assert items[name]["error"], name
         assert items[name]["error"] in proc.stderr  # named on the console as well
-    assert "not found" in items["no-such-photo.jpg"]["error"]
+    assert "does not exist: check the path" in items["no-such-photo.jpg"]["error"]
     assert "512" in items["tiny.png"]["error"]  # says why: below the minimum size
 
 

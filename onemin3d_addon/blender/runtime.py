@@ -883,8 +883,7 @@ class Runtime:
         returns [] at once. A generation that was sent but never answered is refused
         (UnansweredGeneration): it may have been charged, and only Generate sends it again.
         """
-        from ..core import results
-        from ..core.history import fetchable, unanswered
+        from ..core import resume
 
         found = self.find_entry(entry_id)
         if found is None:
@@ -893,23 +892,22 @@ class Runtime:
         job = self.jobs.get(entry_id)
         if job is not None and not job.done:
             raise Onemin3DError("That job is still running: wait for it to finish.")
-        result = Path(entry.result_file) if entry.result_file else None
-        readable = result is not None and result.is_file() and results.sniff_file(result) is not None
-        import_failed = entry.state == "failed" and entry.stage == "import"
-        if not readable or (import_failed and mode is None and options is None):
-            if fetchable(entry):
-                return self._fetch_again(entry, history, mode=mode, options=options, scene_name=scene_name,
-                                         wait=bpy.app.background if wait is None else wait)
-            if unanswered(entry):
-                raise UnansweredGeneration(Path(entry.source_path).name)
-            if not readable:
-                if result is not None:
-                    raise Onemin3DError(f"The result file {result} is missing or unreadable (it was moved, "
-                                        "deleted or damaged), and its generation cannot be fetched again.")
-                why = ("1min.ai did not deliver one" if entry.uuid
-                       else "it ended before its generation was sent, so nothing was charged")
-                raise Onemin3DError(f"That job has no result to import ({why}): to make one, choose the photo "
-                                    "and press Generate.")
+        # core.resume: the policy --resume follows too
+        decision = resume.decide(entry, retry_import=True, new_options=mode is not None or options is not None)
+        if decision.action == resume.FETCH:
+            return self._fetch_again(entry, history, mode=mode, options=options, scene_name=scene_name,
+                                     wait=bpy.app.background if wait is None else wait)
+        if decision.action == resume.REFUSE:
+            raise UnansweredGeneration(Path(entry.source_path).name)
+        if decision.action == resume.NOTHING:
+            if entry.result_file:
+                raise Onemin3DError(f"The result file {entry.result_file} is missing or unreadable (it was moved, "
+                                    "deleted or damaged), and its generation cannot be fetched again.")
+            why = ("1min.ai did not deliver one" if entry.uuid
+                   else "it ended before its generation was sent, so nothing was charged")
+            raise Onemin3DError(f"That job has no result to import ({why}): to make one, choose the photo "
+                                "and press Generate.")
+        result = decision.result_file
         assert result is not None
         settings = entry.settings or {}
         objects, _warnings = import_into_scene(

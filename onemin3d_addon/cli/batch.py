@@ -100,12 +100,15 @@ class Batch:
         for item in self.items:
             if item.path is None:
                 pattern = glob.has_magic(item.given)
-                item.fail(f"no image matches {item.given!r}" if pattern else f"file not found: {item.given}",
-                          stage="input", error_type="FileNotFoundError")
+                item.fail(f"No image matches {item.given!r}: check the pattern, quote it so the shell leaves it "
+                          "alone, and add --recursive for ** in sub-folders." if pattern else
+                          f"{item.given} does not exist: check the path (a relative one starts from the folder "
+                          "the command runs in).", stage="input", error_type="FileNotFoundError")
                 self.console.finished(item)
                 continue
             if not item.path.is_file():
-                item.fail(f"not a file: {item.given}", stage="input", error_type="FileNotFoundError")
+                item.fail(f"{item.given} is not a file: give an image file, or a folder of images.",
+                          stage="input", error_type="FileNotFoundError")
                 self.console.finished(item)
                 continue
             try:
@@ -470,30 +473,44 @@ def _timeouts(generate: float) -> Any:
     return Timeouts(generate=generate)
 
 
+def cli_wording(photo: str | None = None) -> Any:
+    """`errors.Wording` in this tool's words: its options instead of the add-on's UI places.
+    `photo`: the image's file name, for advice that names it."""
+    from ..core import errors
+
+    return errors.Wording(
+        key="set a valid key with the ONEMIN_API_KEY environment variable or --api-key",
+        network="proxy (--proxy, --ca-bundle) and --timeout",
+        fetch_later="the generation is paid for: run again with --resume to fetch it, free",
+        download_again="by running again with --resume",
+        download_later="run again later with --resume to download it again, free",
+        base_url="--base-url (or ONEMIN_API_BASE_URL)",
+        reimport="run again with --resume (that downloads it again, free)",
+    )
+
+
+#: Advice raised deep in the pipeline (core.client, core.images, core.pipeline, scene_build) in
+#: the add-on's words, before the message reaches `user_message`; not yet given as `Wording`.
+_RAISED_IN_UI_WORDS = (
+    ("enable 'Allow upscaling'", "pass --upscale"),
+    ("with Re-import in the history", "by running again with --resume"),
+    ("re-download it from the history", "run again with --resume to download it again, free"),
+    ("choose another result folder in the add-on preferences", "choose another --result-dir"),
+)
+
+
 def cli_message(err: BaseException, photo: str | None = None) -> str:
-    """`errors.user_message(err)`, with the add-on's UI places and next steps swapped for this
-    tool's options. `photo`: the image's file name, for advice that names it."""
+    """`errors.user_message(err)` in this tool's words (`cli_wording`). `photo`: the image's file
+    name, for advice that names it."""
     from ..core import errors
 
     name = _quoted(photo) if photo else "PHOTO"
     if isinstance(err, errors.UnansweredGeneration):
         return unanswered_text(err.photo)
-    text = errors.user_message(err)
-    for ui, cli in (
-        (f"in {errors.PREFS_PATH} or in the ONEMIN_API_KEY environment variable",
-         "with the ONEMIN_API_KEY environment variable or --api-key"),
-        (f"proxy and timeouts in {errors.PREFS_PATH}", "proxy (--proxy, --ca-bundle) and --timeout"),
-        ("enable 'Allow upscaling'", "pass --upscale"),
-        (errors.FETCH_LATER, "the generation is paid for: run again with --resume to fetch it, free"),
-        ("try the download again later from the history", "run again later with --resume to download it again, free"),
-        ("try the download again from the history", "run again with --resume to download it again, free"),
-        (errors.DOWNLOAD_AGAIN, "by running again with --resume"),
-        ("and if the same comes back, generate it again.",
-         f"and if the same comes back, add --regenerate {name} to generate it again."),
-        ("re-import it (that downloads it again, free)", "run again with --resume (that downloads it again, free)"),
-        ("re-download it from the history", "run again with --resume to download it again, free"),
-        ("choose another result folder in the add-on preferences", "choose another --result-dir"),
-    ):
+    text = errors.user_message(err, cli_wording(photo))
+    for ui, cli in (*_RAISED_IN_UI_WORDS,
+                    ("and if the same comes back, generate it again.",
+                     f"and if the same comes back, add --regenerate {name} to generate it again.")):
         text = text.replace(ui, cli)
     return text
 
@@ -533,14 +550,14 @@ class Previous:
         return out  # newest first, as History.entries() returns them
 
     def result_for(self, item: Item) -> Path | None:
-        """A result file an earlier run left for this image, whole and not known to be damaged."""
-        from ..core import results
+        """A result file an earlier run left for this image, whole and not known to be damaged
+        (core.resume's IMPORT), else the one its report names."""
+        from ..core import resume
 
         for e in self._entries_for(item):
-            if e.state == "failed" and e.stage == "import":
-                continue  # it did not import: a damaged download, fetched again (checkpoint_for)
-            if e.result_file and Path(e.result_file).is_file() and results.sniff_file(Path(e.result_file)):
-                return Path(e.result_file)
+            decision = resume.decide(e)
+            if decision.action == resume.IMPORT:
+                return decision.result_file
         rep = self.report.get(str(item.path))
         if rep and rep.get("status") in ("converted", "skipped"):
             if not rep.get("sha256") or rep.get("sha256") == item.sha256:
@@ -553,18 +570,19 @@ class Previous:
         """Where this image goes on from: a result on disk, a generation to fetch again (free), a
         generation that may have been charged but can never be fetched (refused by the pipeline,
         never sent again), or None: nothing usable, the image is generated."""
-        from ..core import history
+        from ..core import resume
 
         result = self.result_for(item)
         if result is not None:
             item.reused, item.resumed_from = True, "result"
             return pipeline.Checkpoint(result_file=result)
         for e in self._entries_for(item):  # newest first
-            if history.fetchable(e):
+            decision = resume.decide(e)
+            if decision.action == resume.FETCH:
                 # paid for: poll its uuid and download again (also after a damaged download or import)
                 item.reused, item.resumed_from = True, "generation"
                 return pipeline.Checkpoint(asset_key=e.asset_key, uuid=e.uuid)
-            if history.unanswered(e):
+            if decision.action == resume.REFUSE:
                 # Sent (sync, or cut off before the answer) and never answered: it may be charged, and
                 # nothing can fetch it. pipeline.run() refuses this checkpoint in one sentence that
                 # names the photo, instead of paying again behind the user's back (--regenerate asks).

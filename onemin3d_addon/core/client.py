@@ -634,6 +634,8 @@ class OneMinClient:
         err = NetworkError(text)
         if never_sent:
             err.may_have_run = False
+        if self.base_url != DEFAULT_BASE_URL.rstrip("/") and url.startswith(self.base_url):
+            err.server = _loggable(self.base_url)  # not 1min.ai: the message names the server asked
         return err
 
 

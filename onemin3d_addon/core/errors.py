@@ -13,6 +13,7 @@ add-on (and enabling it) does not load the logging package.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -90,6 +91,10 @@ class ServerError(Onemin3DError):
 class NetworkError(Onemin3DError):
     """DNS failure, refused connection, timeout, reset: nothing usable came back."""
 
+    #: the API's base URL when it is not 1min.ai's own (a stand-in, a proxy, a typo): the
+    #: message then names that server instead of blaming the internet connection.
+    server: str | None = None
+
 
 class BadResponse(Onemin3DError):
     """The server answered, but not with what the API promises (bad JSON, missing field, FAILURE)."""
@@ -162,7 +167,7 @@ class OfflineError(Onemin3DError):
 
 
 #: What a paid generation whose record or result could not be fetched becomes, in the add-on's
-#: words (the command-line converter swaps in its own: see scripts/image_to_3d.py).
+#: words (the command-line converter has its own: `Wording`, `cli.batch.CLI_WORDING`).
 FETCH_LATER = ("the generation is paid for and kept in the history: it is fetched again, free, the next time "
                "the add-on starts, or when you press Re-import in the history")
 #: How a result is downloaded again (free: the generation's id is known), in the add-on's words.
@@ -188,13 +193,38 @@ def unanswered_sentence(photo: str, *, resend: str = "it is not sent again", how
             f"so {resend}; to generate it again on purpose, {how}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class Wording:
+    """The places and next steps a message names, in the words of where it is shown: the add-on's
+    UI (`UI`, the default) or the command line (`cli.batch.cli_wording`)."""
+
+    #: how to set a valid key
+    key: str = f"set a valid key in {PREFS_PATH} or in the ONEMIN_API_KEY environment variable"
+    #: where the proxy and the timeouts are set
+    network: str = f"proxy and timeouts in {PREFS_PATH}"
+    #: a paid generation whose record or result did not arrive: how it is fetched, free
+    fetch_later: str = FETCH_LATER
+    #: how a result is downloaded again, free
+    download_again: str = DOWNLOAD_AGAIN
+    #: a download refused for now: how to try it again later
+    download_later: str = "try the download again later from the history"
+    #: where the API's address is set
+    base_url: str = f"the Base URL in {PREFS_PATH} (or ONEMIN_API_BASE_URL)"
+    #: how a result that did not import is tried again
+    reimport: str = "re-import it (that downloads it again, free)"
+
+
+#: The add-on's own words.
+UI = Wording()
+
+
 def _paid(err: BaseException) -> bool:
     """A generation with a known id failed while its record or result was being fetched."""
     return bool(getattr(err, "uuid", None)) and getattr(err, "stage", None) in ("poll", "download")
 
 
-def user_message(err: BaseException) -> str:
-    """One sentence a Blender user can act on: the problem, then the fix.
+def user_message(err: BaseException, wording: Wording = UI) -> str:
+    """One sentence a Blender user can act on: the problem, then the fix, in `wording`'s words.
 
     The fix is true in the case at hand: a paid generation (its id known) is fetched again, free;
     a generation request that may have run is not to be sent again blindly; anything refused or
@@ -208,15 +238,15 @@ def user_message(err: BaseException) -> str:
     if isinstance(err, OfflineError):
         return f"Online access is off, so nothing was sent: turn on {ONLINE_ACCESS_PATH}."
     if isinstance(err, AuthError):
-        fix = f"set a valid key in {PREFS_PATH} or in the ONEMIN_API_KEY environment variable"
+        fix = wording.key
         return (f"1min.ai rejected the API key (HTTP {err.status}): {fix}"
-                + (f"; {FETCH_LATER}." if paid else "."))
+                + (f"; {wording.fetch_later}." if paid else "."))
     if isinstance(err, CreditsExhausted):
         return "Your 1min.ai account has run out of credits: top up at 1min.ai, then try again."
     if isinstance(err, RateLimited):
         wait = f" {max(1, math.ceil(err.retry_after))} s" if err.retry_after else " a minute"
         if paid:
-            return f"1min.ai is rate-limiting this key (too many requests): wait{wait}; {FETCH_LATER}."
+            return f"1min.ai is rate-limiting this key (too many requests): wait{wait}; {wording.fetch_later}."
         return f"1min.ai is rate-limiting this key (too many requests): wait{wait} and try again."
     if isinstance(err, InvalidInput):
         if err.status == 413:
@@ -227,7 +257,7 @@ def user_message(err: BaseException) -> str:
     if isinstance(err, ServerError):
         head = f"1min.ai had a server error (HTTP {err.status})"
         if paid:
-            return f"{head} while the result was being fetched: {FETCH_LATER}."
+            return f"{head} while the result was being fetched: {wording.fetch_later}."
         if err.stage == "generate":
             return (f"{head} while generating, and no result arrived: the credits may have been spent, "
                     "so check your 1min.ai history before you generate it again.")
@@ -236,21 +266,24 @@ def user_message(err: BaseException) -> str:
         return f"{head}: wait a moment and try again."
     if isinstance(err, NetworkError):
         reason = _clip(msg) or "network error"
+        if err.server:
+            return (f"Could not reach the server at {err.server} ({reason}): check that it runs, "
+                    f"or check {wording.base_url}"
+                    + (f"; {wording.fetch_later}." if paid else "."))
         if paid:
-            return f"Could not reach 1min.ai ({reason}): check your internet connection and proxy; {FETCH_LATER}."
-        return (f"Could not reach 1min.ai ({reason}): check your internet connection, "
-                f"proxy and timeouts in {PREFS_PATH}.")
+            return f"Could not reach 1min.ai ({reason}): check your internet connection and proxy; {wording.fetch_later}."
+        return f"Could not reach 1min.ai ({reason}): check your internet connection, {wording.network}."
     if isinstance(err, GenerationFailed):
         return (f"1min.ai could not make a 3D result from this image ({_clip(msg) or err.status}): "
                 "try another photo with a clear subject, or try again later.")
     if isinstance(err, StillRunning):
-        return (f"1min.ai has not finished this job yet ({_clip(msg) or 'still running'}): {FETCH_LATER}, "
+        return (f"1min.ai has not finished this job yet ({_clip(msg) or 'still running'}): {wording.fetch_later}, "
                 "so it is never paid for twice.")
     if isinstance(err, GarbledResponse):
         shown = _clip(msg) or "not JSON"
         if paid:
             return (f"1min.ai's answer came back garbled ({shown}): if a proxy, firewall or captive portal "
-                    f"sits in between, check it; {FETCH_LATER}.")
+                    f"sits in between, check it; {wording.fetch_later}.")
         ran = ("the generation may still have run, so check your 1min.ai history before trying again, "
                "and " if err.may_have_run else "")
         return (f"1min.ai's answer came back garbled ({shown}): {ran}if a proxy, firewall "
@@ -265,13 +298,13 @@ def user_message(err: BaseException) -> str:
     if isinstance(err, ImageError):
         return _sentence(msg or "The image cannot be used: choose a JPEG, PNG or WebP of at least 512×512.")
     if isinstance(err, ResultUnavailable):
-        fix = FETCH_LATER if paid else "try the download again later from the history"
+        fix = wording.fetch_later if paid else wording.download_later
         return f"{_clip(msg.rstrip('.'), 300) or 'The result could not be downloaded'}; {fix}."
     if isinstance(err, ResultError):
-        return _sentence(msg or f"The result from 1min.ai cannot be used: download it again, free, {DOWNLOAD_AGAIN}.")
+        return _sentence(msg or f"The result from 1min.ai cannot be used: download it again, free, {wording.download_again}.")
     if isinstance(err, ImportFailed):
-        return _sentence(msg or "Blender could not import the result: it is kept in the history, so re-import it "
-                         "(that downloads it again, free) or open the file by hand.")
+        return _sentence(msg or f"Blender could not import the result: it is kept in the history, so "
+                         f"{wording.reimport} or open the file by hand.")
     if isinstance(err, Onemin3DError):
         return _sentence(msg or "Something went wrong: see the system console for details.")
     return ("Unexpected internal error: see the system console for the details, and report it "
