@@ -82,7 +82,9 @@ def _hermetic_user_folder() -> None:
 def _enable_addon(bpy: Any) -> None:
     """Enable this package as an add-on (scripts/image_to_3d.py: the repository's copy, or under
     `blender --python` the installed extension when the script was copied out of the repository)."""
-    import addon_utils
+    import addon_utils as addon_utils_typed
+
+    addon_utils: Any = addon_utils_typed  # its stubs differ between Blender versions (check() -> None in 4.2's)
 
     def fail(exc: BaseException) -> None:
         raise exc
@@ -95,8 +97,7 @@ def _enable_addon(bpy: Any) -> None:
         # reloads it ("module changed on disk … reloading") in every run.
         setattr(package, "__addon_enabled__", False)  # noqa: B010
         setattr(package, "__time__", os.path.getmtime(package.__file__))  # noqa: B010  (attributes addon_utils reads)
-    loaded: tuple[bool, bool] = addon_utils.check(name)  # type: ignore[func-returns-value,assignment]
-    if not loaded[1]:
+    if not addon_utils.check(name)[1]:
         addon_utils.enable(name, default_set=True, handle_error=fail)
 
 
