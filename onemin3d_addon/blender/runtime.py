@@ -202,6 +202,7 @@ class Runtime:
 
         from ..core.history import History
         from ..core.jobs import JobRunner
+        from ..core.journal import JournalWriter
 
         self.folder = folder
         self.history = History(folder)
@@ -210,12 +211,7 @@ class Runtime:
         # result file reaches the disk even if Blender dies before the next pump.
         self.runner = JobRunner(max_workers=max_workers, journal=self._journal)
         self._lock = threading.RLock()  # guards the entries: the main thread and the journal change them
-        self._writer_lock = threading.Lock()
-        self._write_queue: queue.Queue[str | None] = queue.Queue()  # None: stop
-        self._write_pending: set[str] = set()
-        self._io_locks: dict[str, threading.Lock] = {}
-        self._unwritten = 0
-        self._writer: threading.Thread | None = None
+        self.journal = JournalWriter(self._write_queued, self._journal_failed)  # history writes, off the main thread
         self.jobs: dict[str, Job] = {}
         self.generation = 0
         self.credits_left: int | None = None
@@ -571,64 +567,31 @@ class Runtime:
 
     def _persist(self, job: Job) -> None:
         """Have the journal thread write the job's entry as it is by then."""
-        with self._writer_lock:
-            if job.id not in self._write_pending:
-                self._write_pending.add(job.id)
-                self._unwritten += 1
-                self._write_queue.put(job.id)
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._writer_loop, name="onemin3d-journal", daemon=True)
-                self._writer.start()
+        self.journal.persist(job.id)
 
     def _write(self, job: Job) -> None:
         """Write the entry now (any thread). Writes of one entry happen in the order of their
         snapshots, and the state lock is never held during the disk I/O."""
-        with self._io_lock_for(job.id):
-            with self._lock:
-                snapshot = copy.deepcopy(job.entry)
-            job.history.save(snapshot)
+        self.journal.write_now(job.id, functools.partial(self._save_snapshot, job))
 
-    def _io_lock_for(self, job_id: str) -> threading.Lock:
-        with self._writer_lock:
-            lock = self._io_locks.get(job_id)
-            if lock is None:
-                lock = self._io_locks[job_id] = threading.Lock()
-            return lock
+    def _save_snapshot(self, job: Job) -> None:
+        with self._lock:
+            snapshot = copy.deepcopy(job.entry)
+        job.history.save(snapshot)
 
-    def _writer_loop(self) -> None:
-        while True:
-            try:
-                job_id = self._write_queue.get(timeout=0.2)
-            except queue.Empty:
-                with self._writer_lock:
-                    if self._write_queue.empty():
-                        self._writer = None
-                        return
-                continue
-            if job_id is None:
-                with self._writer_lock:
-                    self._writer = None
-                return
-            with self._writer_lock:
-                self._write_pending.discard(job_id)
-            job = self.jobs.get(job_id)
-            try:
-                if job is not None:
-                    self._write(job)
-            except Onemin3DError as err:
-                message = user_message(err)
-                log.error("%s", message)
-                self._main_calls.put(functools.partial(self._set_last_error, message))
-            finally:
-                with self._writer_lock:
-                    self._unwritten -= 1
+    def _write_queued(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            self._write(job)
+
+    def _journal_failed(self, err: Onemin3DError) -> None:
+        message = user_message(err)
+        log.error("%s", message)
+        self._main_calls.put(functools.partial(self._set_last_error, message))
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every pending history write is on disk; True if it is."""
-        deadline = time.monotonic() + timeout
-        while self._unwritten > 0 and time.monotonic() < deadline:
-            time.sleep(0.002)
-        return self._unwritten == 0
+        return self.journal.flush(timeout)
 
     def _set_last_error(self, message: str) -> None:
         self.last_error = message
@@ -998,11 +961,7 @@ class Runtime:
             if not job.done:
                 self._interrupted(job, Cancelled("interrupted"))
         joined = self.flush(max(0.5, deadline - time.monotonic())) and joined
-        writer = self._writer
-        if writer is not None:
-            self._write_queue.put(None)
-            writer.join(max(0.0, deadline - time.monotonic()) + 0.5)
-            joined = joined and not writer.is_alive()
+        joined = self.journal.stop(max(0.0, deadline - time.monotonic()) + 0.5) and joined
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
             joined = joined and not thread.is_alive()
