@@ -38,6 +38,7 @@ from ..core.errors import (
     user_message,
 )
 from . import connection
+from .wm_view import WindowManagerView, current_blend_file, tag_redraw, window_state
 
 if TYPE_CHECKING:  # imported where used: registering the add-on loads none of them (scripts/bench.py startup)
     import queue
@@ -181,14 +182,6 @@ def _public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def current_blend_file() -> str | None:
-    """bpy.data.filepath, or None while bpy.data is restricted (during add-on registration)."""
-    try:
-        return str(bpy.data.filepath)
-    except AttributeError:
-        return None
-
-
 def new_job_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
 
@@ -218,9 +211,7 @@ class Runtime:
         self.last_error = ""
         self._main_calls: queue.Queue[Callable[[], None]] = queue.Queue()
         self._threads: list[threading.Thread] = []
-        self._dirty_jobs: set[str] = set()
-        self._dirty_entries: set[str] = set()
-        self._full_sync = True
+        self.view = WindowManagerView()  # what changed since WindowManager.onemin3d was written
         self._closed = False
 
     # --- submitting ------------------------------------------------------------------------
@@ -231,7 +222,7 @@ class Runtime:
             return
         self.folder = folder
         self.history = self.history_for(folder)
-        self._full_sync = True
+        self.view.full = True
         self.sync_wm()
 
     def history_for(self, folder: Path) -> History:
@@ -357,7 +348,7 @@ class Runtime:
             log.info("resuming job %s (generation %s)", entry.id, entry.uuid)
         if resumed:
             ensure_timer()
-        self._full_sync = True
+        self.view.full = True
         return resumed
 
     def _cannot_fetch(self, entry: HistoryEntry, conn: connection.ConnectionSettings) -> str | None:
@@ -469,7 +460,7 @@ class Runtime:
                 second = int(time.monotonic() - job.stage_started)
                 if second != getattr(job, "_shown_second", -1):
                     job._shown_second = second  # type: ignore[attr-defined]
-                    self._dirty_jobs.add(job.id)
+                    self.view.dirty_jobs.add(job.id)
                     changed = True
         return changed
 
@@ -503,7 +494,7 @@ class Runtime:
             entry.state = "running"
             entry.times[stage] = _now()
         self._persist(job)
-        self._dirty_entries.add(job.id)
+        self.view.dirty_entries.add(job.id)
 
     def _on_progress(self, job: Job, event: Progress) -> None:
         if job.done:
@@ -512,7 +503,7 @@ class Runtime:
             self._enter_stage(job, event.stage)
         job.fraction = event.fraction
         job.message = event.message
-        self._dirty_jobs.add(job.id)
+        self.view.dirty_jobs.add(job.id)
 
     def _journal(self, job_id: str, cp: Checkpoint) -> None:
         """Worker thread: write the checkpoint to disk before its event is queued (no bpy here)."""
@@ -555,7 +546,7 @@ class Runtime:
             self._persist(job)
         if job.entry.credits_left is not None:
             self.credits_left = job.entry.credits_left
-        self._dirty_entries.add(job.id)
+        self.view.dirty_entries.add(job.id)
 
     def _note_credits(self, entry: HistoryEntry, record: Any) -> None:
         left = getattr(record, "credits_left", None)
@@ -676,12 +667,12 @@ class Runtime:
         self._mark(job)
 
     def _mark(self, job: Job) -> None:
-        self._dirty_jobs.add(job.id)
-        self._dirty_entries.add(job.id)
+        self.view.dirty_jobs.add(job.id)
+        self.view.dirty_entries.add(job.id)
 
     def on_file_loaded(self) -> None:
         self.generation += 1
-        self._full_sync = True
+        self.view.full = True
         self.sync_wm()
 
     def on_file_saved(self) -> None:
@@ -692,7 +683,7 @@ class Runtime:
                 with self._lock:
                     job.entry.blend_file = path
                 self._persist(job)
-                self._dirty_entries.add(job.id)
+                self.view.dirty_entries.add(job.id)
 
     # --- waiting (headless) ----------------------------------------------------------------
 
@@ -739,91 +730,20 @@ class Runtime:
         return ('CHECKING', "Checking the key…")
 
     def _set_key_status(self, status: str, message: str) -> None:
-        state = _window_state()
+        state = window_state()
         if state is not None:
             state.key_status = status
             state.key_message = message
-        _tag_redraw()
+        tag_redraw()
 
-    # --- the WindowManager view ------------------------------------------------------------
+    # --- the WindowManager view (wm_view.py) ---------------------------------------------------
 
     def sync_wm(self) -> None:
         """Write what changed to WindowManager.onemin3d, and redraw only if something did."""
-        state = _window_state()
-        if state is None:
-            return
-        changed = False
-        if self._full_sync:
-            self._full_sync = False
-            self._dirty_jobs.clear()
-            self._dirty_entries.clear()
-            changed |= self._rebuild_wm(state)
-        else:
-            if self._dirty_jobs:
-                changed |= self._sync_jobs(state, self._dirty_jobs)
-                self._dirty_jobs = set()
-            if self._dirty_entries:
-                changed |= self._sync_entries(state, self._dirty_entries)
-                self._dirty_entries = set()
-        changed |= _set(state, "last_error", self.last_error)
-        changed |= _set(state, "credits_left", -1 if self.credits_left is None else self.credits_left)
-        if changed:
-            _tag_redraw()
-
-    def _rebuild_wm(self, state: Any) -> bool:
-        state.jobs.clear()
-        for job in self.jobs.values():
-            if not job.done:
-                _fill_job_item(state.jobs.add(), job)
-        state.history.clear()
-        entries = {e.id: e for e in self.history.entries()}
-        for job in self.jobs.values():  # this session's jobs may live in another folder
-            entries[job.id] = job.entry
-        current = current_blend_file()
-        for entry in sorted(entries.values(), key=lambda e: e.created, reverse=True):
-            _fill_history_item(state.history.add(), entry, current)
-        if state.history_index >= len(state.history):
-            state.history_index = max(0, len(state.history) - 1)
-        return True
-
-    def _sync_jobs(self, state: Any, ids: set[str]) -> bool:
-        changed = False
-        items = {item.job_id: (i, item) for i, item in enumerate(state.jobs)}
-        for job_id in ids:
-            job = self.jobs.get(job_id)
-            found = items.get(job_id)
-            if job is None or job.done:
-                if found is not None:
-                    state.jobs.remove(found[0])
-                    items = {item.job_id: (i, item) for i, item in enumerate(state.jobs)}
-                    changed = True
-                continue
-            if found is None:
-                item = state.jobs.add()
-                changed = True
-            else:
-                item = found[1]
-            changed |= _fill_job_item(item, job)
-        return changed
-
-    def _sync_entries(self, state: Any, ids: set[str]) -> bool:
-        changed = False
-        current = current_blend_file()
-        pending = {i for i in ids if i in self.jobs}
-        for item in state.history:
-            if item.entry_id in pending:
-                changed |= _fill_history_item(item, self.jobs[item.entry_id].entry, current)
-                pending.discard(item.entry_id)
-        for job_id in sorted(pending, key=lambda i: self.jobs[i].entry.created):
-            item = state.history.add()
-            _fill_history_item(item, self.jobs[job_id].entry, current)
-            state.history.move(len(state.history) - 1, 0)
-            state.history_index = 0
-            changed = True
-        return changed
+        self.view.sync(self)
 
     def refresh_history(self) -> None:
-        self._full_sync = True
+        self.view.full = True
         self.sync_wm()
 
     # --- history actions -------------------------------------------------------------------
@@ -886,10 +806,10 @@ class Runtime:
         if job is not None:
             job.object_names = [ob.name for ob in objects]
             self._write(job)
-            self._dirty_entries.add(entry.id)
+            self.view.dirty_entries.add(entry.id)
         else:
             history.save(entry)
-            self._full_sync = True
+            self.view.full = True
         self.sync_wm()
         return objects
 
@@ -925,7 +845,7 @@ class Runtime:
             raise Onemin3DError("That job is still running: cancel it first.")
         history.remove(entry_id, delete_files=delete_files)
         self.jobs.pop(entry_id, None)
-        self._full_sync = True
+        self.view.full = True
         self.sync_wm()
 
     # --- shutdown --------------------------------------------------------------------------
@@ -1018,69 +938,6 @@ def _check_key(conn: connection.ConnectionSettings) -> tuple[str, str]:
 
 
 # --- bpy helpers --------------------------------------------------------------------------------
-
-def _set(item: Any, name: str, value: Any) -> bool:
-    if getattr(item, name) != value:
-        setattr(item, name, value)
-        return True
-    return False
-
-
-def _fill_job_item(item: Any, job: Job) -> bool:
-    changed = _set(item, "job_id", job.id)
-    changed |= _set(item, "name", job.name)
-    changed |= _set(item, "state", job.state)
-    changed |= _set(item, "stage", job.stage)
-    changed |= _set(item, "status", job.status_text())
-    changed |= _set(item, "cancelling", job.cancel_requested)
-    progress = round(job.progress, 2)
-    if abs(item.progress - progress) > 0.004:
-        item.progress = progress
-        changed = True
-    return changed
-
-
-def _fill_history_item(item: Any, entry: HistoryEntry, current_file: str | None) -> bool:
-    settings = entry.settings or {}
-    changed = _set(item, "entry_id", entry.id)
-    changed |= _set(item, "name", str(settings.get("name") or Path(entry.source_path).stem or entry.id))
-    changed |= _set(item, "state", entry.state or "")
-    changed |= _set(item, "stage", entry.stage or "")
-    changed |= _set(item, "source_path", entry.source_path or "")
-    changed |= _set(item, "result_file", entry.result_file or "")
-    changed |= _set(item, "result_kind", entry.result_kind or "")
-    changed |= _set(item, "blend_file", entry.blend_file or "")
-    changed |= _set(item, "import_mode", str(settings.get("mode") or "AUTO"))
-    changed |= _set(item, "error", entry.error or "")
-    changed |= _set(item, "created", float(entry.created))
-    changed |= _set(item, "credits_left", -1 if entry.credits_left is None else int(entry.credits_left))
-    other = (current_file is not None and entry.state == "done"
-             and (entry.blend_file or "") != current_file)
-    changed |= _set(item, "other_file", other)
-    changed |= _set(item, "result_exists", entry.result_file is not None and Path(entry.result_file).is_file())
-    return changed
-
-
-def _window_state() -> Any:
-    wm = getattr(bpy.context, "window_manager", None)
-    return getattr(wm, "onemin3d", None)
-
-
-_REDRAW_AREAS = frozenset({'VIEW_3D', 'IMAGE_EDITOR', 'PREFERENCES'})
-
-
-def _tag_redraw() -> None:
-    wm = getattr(bpy.context, "window_manager", None)
-    if wm is None:
-        return
-    for window in wm.windows:
-        screen = window.screen
-        if screen is None:
-            continue
-        for area in screen.areas:
-            if area.type in _REDRAW_AREAS:
-                area.tag_redraw()
-
 
 def _window_for(scene: Any) -> Any:
     wm = bpy.context.window_manager
