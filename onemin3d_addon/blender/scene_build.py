@@ -28,7 +28,7 @@ import bpy
 
 from ..core import options as option_schema
 from ..core import results
-from ..core.errors import ImportFailed
+from ..core.errors import ImportFailed, advised
 from ..core.images import ImageInfo
 from ..core.options import ImportOptions
 from ..core.relief import (
@@ -119,7 +119,7 @@ def import_result(result_file: str | os.PathLike[str], source_image: str | os.Pa
     label = (source or result).stem
     with all_or_nothing(f"the result '{result.name}'") as created:
         if not result.is_file():
-            raise ImportFailed(f"The result file '{result.name}' was not found: re-download it from the history.")
+            raise advised(ImportFailed, f"The result file '{result.name}' was not found: ", "{redownload}.")
         kind = results.sniff_file(result)
         is_model = kind in results.MODEL_KINDS or (
             kind is None and (result.suffix.lower() in MODEL_SUFFIXES or result.suffix.lower() == ".zip"))

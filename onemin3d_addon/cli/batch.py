@@ -486,17 +486,11 @@ def cli_wording(photo: str | None = None) -> Any:
         download_later="run again later with --resume to download it again, free",
         base_url="--base-url (or ONEMIN_API_BASE_URL)",
         reimport="run again with --resume (that downloads it again, free)",
+        redownload="run again with --resume to download it again, free",
+        upscale="pass --upscale",
+        result_folder="choose another --result-dir",
+        regenerate=f"add --regenerate {_quoted(photo) if photo else 'PHOTO'} to generate it again",
     )
-
-
-#: Advice raised deep in the pipeline (core.client, core.images, core.pipeline, scene_build) in
-#: the add-on's words, before the message reaches `user_message`; not yet given as `Wording`.
-_RAISED_IN_UI_WORDS = (
-    ("enable 'Allow upscaling'", "pass --upscale"),
-    ("with Re-import in the history", "by running again with --resume"),
-    ("re-download it from the history", "run again with --resume to download it again, free"),
-    ("choose another result folder in the add-on preferences", "choose another --result-dir"),
-)
 
 
 def cli_message(err: BaseException, photo: str | None = None) -> str:
@@ -504,15 +498,9 @@ def cli_message(err: BaseException, photo: str | None = None) -> str:
     name, for advice that names it."""
     from ..core import errors
 
-    name = _quoted(photo) if photo else "PHOTO"
     if isinstance(err, errors.UnansweredGeneration):
         return unanswered_text(err.photo)
-    text = errors.user_message(err, cli_wording(photo))
-    for ui, cli in (*_RAISED_IN_UI_WORDS,
-                    ("and if the same comes back, generate it again.",
-                     f"and if the same comes back, add --regenerate {name} to generate it again.")):
-        text = text.replace(ui, cli)
-    return text
+    return errors.user_message(err, cli_wording(photo))
 
 
 def unanswered_text(photo: str) -> str:

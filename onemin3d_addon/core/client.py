@@ -76,6 +76,7 @@ from .errors import (
     ResultError,
     ResultUnavailable,
     StillRunning,
+    advised,
     get_logger,
     register_secret,
 )
@@ -313,8 +314,8 @@ class OneMinClient:
         try:
             dest.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ResultError(f"The result folder {dest} cannot be created ({exc.strerror or exc}): "
-                              "choose another result folder in the add-on preferences.") from exc
+            raise advised(ResultError, f"The result folder {dest} cannot be created ({exc.strerror or exc}): ",
+                          "{result_folder}.") from exc
         urls = self.download_urls(record)
         if not urls:
             raise BadResponse("the generation named no result file to download")
@@ -501,8 +502,8 @@ class OneMinClient:
         try:
             fd, tmp_name = _mkstemp(dest)
         except OSError as exc:
-            raise ResultError(f"Cannot write to the result folder {dest} ({exc.strerror or exc}): "
-                              "choose another result folder in the add-on preferences.") from exc
+            raise advised(ResultError, f"Cannot write to the result folder {dest} ({exc.strerror or exc}): ",
+                          "{result_folder}.") from exc
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -840,9 +841,9 @@ def _sniff_or_fail(head: bytes) -> str:
     kind = results.sniff_kind(head)
     if kind is None:
         shown = "empty" if not head else ("text or HTML" if head.lstrip()[:1] in (b"<", b"{") else "unknown bytes")
-        raise ResultError(f"1min.ai returned a file that is not a 3D model or an image ({shown}): "
-                          "nothing was kept; download it again, free, with Re-import in the history, and if "
-                          "the same comes back, generate it again.")
+        raise advised(ResultError, f"1min.ai returned a file that is not a 3D model or an image ({shown}): "
+                      "nothing was kept; ",
+                      "download it again, free, {download_again}, and if the same comes back, {regenerate}.")
     return kind
 
 

@@ -18,7 +18,7 @@ import functools
 import math
 import re
 import threading
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     import logging
@@ -39,6 +39,8 @@ class Onemin3DError(Exception):
     #: for an error of the generation request: whether that request may still have been carried
     #: out (and charged). False only when it surely never reached 1min.ai; see `may_have_run()`.
     may_have_run: bool = True
+    #: (problem, advice): an error made by `advised()`, whose advice is worded where it is shown
+    advice: tuple[str, str] | None = None
 
     def __init__(self, message: str = "", *, detail: str | None = None) -> None:
         message = redact(message)
@@ -212,6 +214,27 @@ class Wording:
     base_url: str = f"the Base URL in {PREFS_PATH} (or ONEMIN_API_BASE_URL)"
     #: how a result that did not import is tried again
     reimport: str = "re-import it (that downloads it again, free)"
+    #: how a result whose file is gone is downloaded again
+    redownload: str = "re-download it from the history"
+    #: how a photo below the minimum size is sent anyway
+    upscale: str = "enable 'Allow upscaling'"
+    #: where another result folder is chosen
+    result_folder: str = "choose another result folder in the add-on preferences"
+    #: how a photo is generated again on purpose (a new, paid generation)
+    regenerate: str = "generate it again"
+
+
+_E = TypeVar("_E", bound=Onemin3DError)
+
+
+def advised(cls: type[_E], problem: str, advice: str, **kw: Any) -> _E:
+    """An error of `cls` whose advice is worded where it is shown: `advice` is a template of
+    `Wording` fields ("download it again, free, {download_again}."). Its message (for logs and
+    `str()`) is in the UI's words; `user_message(err, wording)` words it as asked."""
+    fields = dataclasses.asdict(UI)
+    err = cls(problem + advice.format_map(fields), **kw)
+    err.advice = (redact(problem), advice)
+    return err
 
 
 #: The add-on's own words.
@@ -230,6 +253,9 @@ def user_message(err: BaseException, wording: Wording = UI) -> str:
     a generation request that may have run is not to be sent again blindly; anything refused or
     never sent can simply be tried again."""
     msg = getattr(err, "message", "") or ""
+    if getattr(err, "advice", None):
+        problem, advice = err.advice  # type: ignore[attr-defined]
+        msg = problem + advice.format_map(dataclasses.asdict(wording))
     paid = _paid(err)
     if isinstance(err, Cancelled):
         return "The job was cancelled; nothing was imported."

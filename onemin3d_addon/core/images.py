@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from . import options
-from .errors import ImageError, get_logger
+from .errors import ImageError, advised, get_logger
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFile
@@ -482,8 +482,8 @@ def _target_size(name: str, w: int, h: int, max_side: int, allow_upscale: bool) 
                          "crop it closer to square.")
     if short < MIN_SIDE:
         if not allow_upscale:
-            raise ImageError(f"The image is {w}×{h} pixels; 1min.ai needs at least {MIN_SIDE}×{MIN_SIDE}: "
-                             "choose a larger image or enable 'Allow upscaling'.")
+            raise advised(ImageError, f"The image is {w}×{h} pixels; 1min.ai needs at least "
+                          f"{MIN_SIDE}×{MIN_SIDE}: ", "choose a larger image or {upscale}.")
         scale = MIN_SIDE / short
     elif long > max_side:
         scale = max_side / long

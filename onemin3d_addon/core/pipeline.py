@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 
 from . import images, results
 from .errors import (
-    DOWNLOAD_AGAIN,
     Cancelled,
     Onemin3DError,
     ResultError,
     UnansweredGeneration,
+    advised,
     get_logger,
     may_have_run,
 )
@@ -149,8 +149,8 @@ class _Job:
             self._leave()
             kind = results.sniff_file(file)
             if kind is None:  # the client sniffed it while downloading; this is belt and braces
-                raise ResultError(f"The downloaded result {file.name} cannot be read back: download it "
-                                  f"again, free, {DOWNLOAD_AGAIN}.")
+                raise advised(ResultError, f"The downloaded result {file.name} cannot be read back: ",
+                              "download it again, free, {download_again}.")
             self.timings["total"] = time.perf_counter() - started
             log.info("job for %s done in %.2f s: %s (%s)", req.image_path.name, self.timings["total"],
                      file.name, kind)

@@ -86,3 +86,35 @@ def test_1min_ai_itself_is_not_named_as_another_server() -> None:
     err = NetworkError("api.1min.ai refused the connection")
     assert err.server is None
     assert "internet connection" in errors.user_message(err)
+
+
+def test_advice_raised_deep_in_the_pipeline_is_worded_where_it_is_shown(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from onemin3d_addon.core import images
+
+    small = tmp_path / "thumb.png"
+    Image.new("RGB", (100, 100), (200, 120, 40)).save(small)
+    with pytest.raises(errors.ImageError) as caught:
+        images.prepare(small)
+    err = caught.value
+    assert "enable 'Allow upscaling'" in str(err)  # logs and scripts: the add-on's words
+    assert errors.user_message(err).endswith("choose a larger image or enable 'Allow upscaling'.")
+    assert cli_message(err, "thumb.png").endswith("choose a larger image or pass --upscale.")
+
+    made = errors.advised(ResultError, "1min.ai returned a file that is not a 3D model or an image (empty): "
+                          "nothing was kept; ",
+                          "download it again, free, {download_again}, and if the same comes back, {regenerate}.")
+    assert "with Re-import in the history" in errors.user_message(made)
+    text = cli_message(made, "my photo.jpg")
+    assert "by running again with --resume" in text and "add --regenerate 'my photo.jpg' to generate it again" in text
+
+
+def test_the_converter_rewrites_no_sentence() -> None:
+    from pathlib import Path
+
+    import onemin3d_addon.cli as cli
+
+    for path in Path(cli.__file__).parent.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "text.replace(" not in text and "PREFS_PATH" not in text, path.name
