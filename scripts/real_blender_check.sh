@@ -24,7 +24,7 @@ mkdir -p build/real-blender
 "$py" scripts/fake_onemin_server.py --port 0 --result depth > build/real-blender/stand-in.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null' EXIT
-for _ in $(seq 100); do grep -q listening build/real-blender/stand-in.log && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q listening build/real-blender/stand-in.log && break; sleep 0.1; done  # 30 s: a loaded machine is slow to start it
 base_url=$(sed -n 's/^listening on //p' build/real-blender/stand-in.log | head -1)
 [ -n "$base_url" ] || { echo "real_blender_check: the stand-in did not start" >&2; exit 2; }
 "$py" -c "import sys; sys.path.insert(0, 'tests/blender'); from pathlib import Path; \
