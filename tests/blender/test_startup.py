@@ -40,6 +40,8 @@ def test_enabling_the_add_on_loads_no_http_stack_no_pillow_and_no_job_machinery(
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     seen = json.loads(lines[-1][len("RESULT "):])
     assert seen["enabled"]
-    assert not {"requests", "urllib3", "PIL"} & set(seen["before"]), "the probe must start without them"
+    # Blender ships no Pillow; some versions load requests themselves before any add-on (the bpy
+    # 5.2 wheel does), and then only what enabling adds is ours to check
+    assert "PIL" not in seen["before"], "the probe must start without Pillow"
     assert seen["loaded"] == [], f"enabling the add-on loaded {seen['loaded']}"
     assert not seen["runtime_started"], "the runtime starts on first use, not at registration"

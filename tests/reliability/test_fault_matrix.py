@@ -77,8 +77,10 @@ _TRANSIENT = {
 }
 #: error kinds that, once the generation is paid (uuid known), leave the job to be fetched again
 _FETCH_AGAIN = {"NetworkError", "ServerError", "RateLimited", "ResultUnavailable", "AuthError", "GarbledResponse"}
-#: the read timeout a slow-headers delay must outlast (job_settings' timeouts are 0.8 s)
+#: the timeouts a slow-headers delay must outlast (job_settings': reads 0.8 s, the generation
+#: request reliability_harness.GENERATE_TIMEOUT)
 _SLOW = {"delay": 3.0}
+_SLOW_GENERATE = {"delay": 8.0}
 
 
 def _cells() -> list[Cell]:
@@ -94,7 +96,7 @@ def _cells() -> list[Cell]:
         for code, word in _400.items():
             cells.append(Cell(f"400:{code}", stage, words=_http_word(400) if on_download else (word,)))
         for fault, words in _TRANSIENT.items():
-            params = _SLOW if fault == "slow-headers" else {}
+            params = (_SLOW_GENERATE if stage == "generate" else _SLOW) if fault == "slow-headers" else {}
             cells.append(Cell(fault, stage, words=words, params=params))
             # Once: a 429 is retried anywhere (the server did nothing); the rest only where the
             # request is safe to repeat (GETs). A POST that reached the server is never re-sent.
