@@ -10,6 +10,14 @@ Asynchronous requests are the default: the generation's uuid comes back at once 
 before anything else happens, so an interrupted job is fetched later, free. A synchronous
 generation that was sent but never answered has no uuid to fetch it by; a resume refuses it
 (`UnansweredGeneration`) rather than pay for it again.
+
+With `Request.remove_background` the job has two paid steps, chained through the result folder:
+prepare → upload the photo → BACKGROUND_REMOVER (sent, uuid, poll, record: journalled like the 3D
+step, in the checkpoint's `bg_*` fields) → download its PNG into the result folder and check it
+(size, sniffed, decodes, has alpha) → upload that PNG → IMAGE_3D_GENERATOR with `Request.model` →
+poll → download. The cut-out PNG is journalled (`bg_file`) before it is uploaded, so a resume after
+it never pays for the removal again, and `Result.cutout_image` names it: the import textures the
+relief or plane with it and cuts them by its alpha.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from .errors import (
     get_logger,
     may_have_run,
 )
-from .protocol import DEFAULT_BASE_URL, GenerationRecord, RetryPolicy, Timeouts
+from .protocol import DEFAULT_BASE_URL, MODEL, GenerationRecord, RetryPolicy, Timeouts
 
 if TYPE_CHECKING:
     from .client import OneMinClient
@@ -68,6 +76,8 @@ class Request:
     ca_bundle: str | None = None
     retry: RetryPolicy = RetryPolicy()
     max_download_bytes: int = results.MAX_RESULT_BYTES
+    model: str = MODEL  # the API model id: protocol.MODEL ("stable-image") or protocol.TRELLIS_MODEL
+    remove_background: bool = False  # BACKGROUND_REMOVER first; its cut-out is what the 3D model gets
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,12 @@ class Checkpoint:
     #: the generation request may have reached 1min.ai (journalled just before it is sent, cleared
     #: when the service refused it or it never left): with no uuid, it may be charged yet unfetchable
     sent: bool = False
+    # the background removal (Request.remove_background), the same way: sent, uuid, final record,
+    # and the downloaded, checked cut-out PNG (after which the removal is never sent again)
+    bg_sent: bool = False
+    bg_uuid: str | None = None
+    bg_record: GenerationRecord | None = None
+    bg_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,14 @@ class Result:
     record: GenerationRecord
     source_image: Path  # the user's original image
     timings: dict[str, float]  # seconds per stage, and "total"
+    #: the downloaded cut-out PNG (Request.remove_background), else None: when set, the import
+    #: textures the relief or plane with it, and cuts them by its alpha, instead of source_image
+    cutout_image: Path | None = None
+
+    @property
+    def texture_image(self) -> Path:
+        """The image a relief or plane is coloured with: the cut-out when there is one."""
+        return self.cutout_image or self.source_image
 
 
 def run(request: Request, *, progress: ProgressFn | None = None, cancel: threading.Event | None = None,

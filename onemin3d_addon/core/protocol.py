@@ -5,7 +5,7 @@ Everything here is a pure function or a frozen record: no socket, no thread, no 
 an HTTP stack). `core/client.py` is the transport that moves these bodies and answers; the
 fuzz tests (tests/reliability/test_fuzz.py) feed the parsers hostile bytes.
 
-* `generation_body(image_key, use_async)`, `ASSETS_PATH`, `FEATURES_PATH`, `result_path(uuid)`,
+* `generation_body(image_key, use_async, model)`, `background_body(image_key, use_async)`, `ASSETS_PATH`, `FEATURES_PATH`, `result_path(uuid)`,
   `asset_base_url_for(base_url)`: what is sent, and where;
 * `parse_record(payload)` → `GenerationRecord`, `check_record`, `asset_key(payload)`,
   `download_urls(record, asset_base_url)`: what comes back;
@@ -48,6 +48,18 @@ FEATURE_TYPE: Final = "IMAGE_3D_GENERATOR"
 
 MODEL: Final = "stable-image"
 
+#: the second IMAGE_3D_GENERATOR model (Trellis 3D by Microsoft, through PiAPI): likely answers with a GLB
+TRELLIS_MODEL: Final = "Qubico/trellis"
+
+#: the API model ids IMAGE_3D_GENERATOR is known to take (README, API notes §5)
+MODELS: Final = (MODEL, TRELLIS_MODEL)
+
+#: the feature that cuts the subject out of a photo (answers with a PNG with alpha)
+BACKGROUND_REMOVER: Final = "BACKGROUND_REMOVER"
+
+#: the model BACKGROUND_REMOVER is sent with
+BACKGROUND_MODEL: Final = "stable-image"
+
 ZERO_UUID: Final = "00000000-0000-0000-0000-000000000000"
 
 #: the statuses a finished record can have; anything else means "still working"
@@ -74,10 +86,21 @@ def asset_base_url_for(base_url: str) -> str:
     return DEFAULT_ASSET_BASE_URL if base == DEFAULT_BASE_URL.rstrip("/") else f"{base}/asset"
 
 
-def generation_body(image_key: str, use_async: bool) -> dict[str, Any]:
+def generation_body(image_key: str, use_async: bool, model: str = MODEL) -> dict[str, Any]:
     """The JSON body that starts (and bills) one generation from an uploaded asset key or an
-    https image URL. `use_async`: the answer comes at once with the uuid, to be polled."""
-    body: dict[str, Any] = {"type": FEATURE_TYPE, "model": MODEL, "promptObject": {"imageUrl": image_key}}
+    https image URL. `use_async`: the answer comes at once with the uuid, to be polled.
+    `model`: the API model id (`MODEL` or `TRELLIS_MODEL`)."""
+    body: dict[str, Any] = {"type": FEATURE_TYPE, "model": model, "promptObject": {"imageUrl": image_key}}
+    if use_async:
+        body["async"] = True
+    return body
+
+
+def background_body(image_key: str, use_async: bool) -> dict[str, Any]:
+    """The JSON body that starts (and bills) one background removal of an uploaded asset key;
+    its result is a PNG with alpha. `use_async` as for `generation_body`."""
+    body: dict[str, Any] = {"type": BACKGROUND_REMOVER, "model": BACKGROUND_MODEL,
+                            "promptObject": {"imageUrl": image_key, "output_format": "png"}}
     if use_async:
         body["async"] = True
     return body
