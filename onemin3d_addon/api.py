@@ -67,9 +67,11 @@ def submit(image: Any, *, mode: str = "auto", api_key: str | None = None, base_u
            **options: Any) -> Job:
     """Start turning `image` (a path or a bpy.types.Image) into 3D, and return at once.
 
-    `options` are the import options (resolution, strength, invert, smooth, solid, size_mode,
-    height, factor, shader, use_alpha, interpolation, relative, align, target_size) and these
-    job settings: use_async (default: the preferences' Request Mode, Asynchronous unless changed:
+    `options` are the options of core.options (resolution, strength, invert, smooth, solid,
+    size_mode, height, factor, shader, use_alpha, interpolation, relative, align, target_size;
+    model: "stable-image" (the default) or "trellis" (also spelt "Qubico/trellis"), and
+    remove_background: True to cut the subject out first, a second paid request; what they cost
+    is core.prices.cost(model, remove_background)) and these job settings: use_async (default: the preferences' Request Mode, Asynchronous unless changed:
     start the generation, then poll, so a cancelled or interrupted job keeps its uuid and is
     fetched later, free; False: one long synchronous request), result_dir, parallel,
     import_result (False: download only), name, scene, timeouts (core.client.Timeouts), retry

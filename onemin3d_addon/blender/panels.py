@@ -1,4 +1,4 @@
-"""Main thread only: the View3D sidebar "1min3d" tab: source, mode, options, Generate, running jobs, last error, credits and history.
+"""Main thread only: the View3D sidebar "1min3d" tab: source, mode, model, options, Generate with its cost and the credits left, running jobs, last error and history.
 
 Panels only read state (Scene.onemin3d, WindowManager.onemin3d, the preferences); they never
 start work or touch the network. History thumbnails come from one bpy.utils.previews
@@ -171,6 +171,27 @@ def _draw_progress(layout: Any, item: Any) -> None:
         layout.label(text=f"{item.status} {int(item.progress * 100)}%")
 
 
+def cost_text(settings: Any, credits_left: int) -> tuple[str, bool]:
+    """What Generate will cost with `settings`' model and background removal, beside the credits
+    left when they are known ("Cost: 40,000 credits · 1,234,000 left"), and whether that is more
+    than is left."""
+    from ..core import prices
+    from ..core.options import api_model
+
+    price = prices.cost(api_model(settings.model), bool(settings.remove_background))
+    if credits_left < 0:
+        return f"Cost: {price.text}", False
+    short = price.credits is not None and price.credits > credits_left
+    return f"Cost: {price.text} · {credits_left:,} left", short
+
+
+def draw_cost(layout: Any, settings: Any, credits_left: int) -> None:
+    text, short = cost_text(settings, credits_left)
+    row = layout.row()
+    row.alert = short  # red: not enough credits left for it
+    row.label(text=text, icon='FUND')
+
+
 class VIEW3D_PT_onemin3d_main(bpy.types.Panel):
     bl_space_type = 'VIEW_3D'
     bl_region_type = 'UI'
@@ -196,6 +217,7 @@ class VIEW3D_PT_onemin3d_main(bpy.types.Panel):
         else:
             col.prop(settings, "filepath")
         col.prop(settings, "import_mode")
+        properties.draw_generation_options(layout, settings)
 
         row = layout.row()
         row.scale_y = 1.4
@@ -203,6 +225,7 @@ class VIEW3D_PT_onemin3d_main(bpy.types.Panel):
         # uses it to say "no image chosen" (a File › Import call opens the file browser instead).
         row.context_pointer_set(PANEL_CONTEXT_MEMBER, settings)
         row.operator("onemin3d.generate", text="Generate", icon='MESH_GRID')
+        draw_cost(layout, settings, state.credits_left)
 
         if len(state.jobs):
             box = layout.box()
@@ -224,9 +247,6 @@ class VIEW3D_PT_onemin3d_main(bpy.types.Panel):
             box.alert = True
             wrapped(box, context, state.last_error, icon='ERROR')
 
-        if state.credits_left >= 0:
-            layout.label(text=f"Credits left: {state.credits_left:,}", icon='FUND')
-
 
 class VIEW3D_PT_onemin3d_options(bpy.types.Panel):
     bl_space_type = 'VIEW_3D'
@@ -240,7 +260,7 @@ class VIEW3D_PT_onemin3d_options(bpy.types.Panel):
         settings = properties.scene_settings(context)
         if settings is not None:
             layout: Any = self.layout
-            properties.draw_import_options(layout, settings, mode=settings.import_mode)
+            properties.draw_import_options(layout, settings, mode=settings.import_mode, generation=False)
 
 
 class VIEW3D_PT_onemin3d_relief(bpy.types.Panel):

@@ -65,6 +65,8 @@ class ImportOptionsMixin:
         relative: bool
         align: str
         target_size: float
+        model: str
+        remove_background: bool
 
 
 #: The option names, in the order they are drawn; `import_mode` is passed separately.
@@ -72,6 +74,7 @@ OPTION_NAMES: tuple[str, ...] = _schema.NAMES
 RELIEF_OPTIONS = _schema.RELIEF_NAMES
 PLANE_OPTIONS = _schema.PLANE_NAMES
 MODEL_OPTIONS = _schema.MODEL_NAMES
+GENERATION_OPTIONS = _schema.GENERATION_NAMES
 
 
 def options_of(owner: Any) -> dict[str, Any]:
@@ -88,10 +91,20 @@ def copy_options(src: Any, dst: Any, *, only_unset: bool = False) -> None:
         setattr(dst, name, getattr(src, name))
 
 
-def draw_import_options(layout: Any, owner: Any, *, mode: str) -> None:
-    """Draw the options that matter for `mode` (AUTO can end in any of the three imports)."""
+def draw_generation_options(layout: Any, owner: Any) -> None:
+    """Draw what is generated (and paid for): the model, and background removal."""
+    col = layout.column(heading="Generate", align=True)
+    for name in GENERATION_OPTIONS:
+        col.prop(owner, name)
+
+
+def draw_import_options(layout: Any, owner: Any, *, mode: str, generation: bool = True) -> None:
+    """Draw the options that matter for `mode` (AUTO can end in any of the three imports);
+    `generation`: the model and background removal first (the sidebar draws them beside Generate)."""
     layout.use_property_split = True
     layout.use_property_decorate = False
+    if generation:
+        draw_generation_options(layout, owner)
     if mode in {'AUTO', 'DISPLACEMENT'}:
         col = layout.column(heading="Relief", align=True)
         for name in RELIEF_OPTIONS:

@@ -37,6 +37,7 @@ from ..core.errors import (
     get_logger,
     user_message,
 )
+from ..core.options import generation_request
 from . import connection
 from .wm_view import WindowManagerView, current_blend_file, tag_redraw, window_state
 
@@ -279,7 +280,7 @@ class Runtime:
             image_path=image, api_key=conn.api_key, result_dir=folder, base_url=conn.base_url,
             use_async=conn.use_async, timeouts=conn.timeouts, poll_interval=conn.poll_interval,
             poll_deadline=conn.poll_deadline, proxy=conn.proxy, ca_bundle=conn.ca_bundle, **request_kw,
-            **transfer_kw,
+            **transfer_kw, **generation_request(options),
         )
         blend_file = current_blend_file() or ""
         entry = HistoryEntry(
@@ -367,13 +368,14 @@ class Runtime:
         under the entry's own id. `generation` None: imported only into the file it was made for."""
         from ..core.pipeline import Checkpoint, Request
 
+        settings = entry.settings or {}
+        # what the entry was paid for (its journalled options), whatever the import options now
         request = Request(
             image_path=Path(entry.source_path), api_key=conn.api_key, result_dir=conn.result_folder,
             base_url=conn.base_url, use_async=True, timeouts=conn.timeouts,
             poll_interval=conn.poll_interval, poll_deadline=conn.poll_deadline,
-            proxy=conn.proxy, ca_bundle=conn.ca_bundle,
+            proxy=conn.proxy, ca_bundle=conn.ca_bundle, **_journalled_generation(settings),
         )
-        settings = entry.settings or {}
         job = Job(self, entry, history=history, name=str(settings.get("name") or Path(entry.source_path).stem),
                   mode=mode, options=options, scene_name=scene_name, generation=generation,
                   auto_import=auto_import)
@@ -906,6 +908,15 @@ class Runtime:
             if entry.generation_sent and not entry.uuid:
                 note += " 1min.ai was generating: the credits may have been spent."
         self._finish(job, "cancelled", error=note)
+
+
+def _journalled_generation(settings: dict[str, Any]) -> dict[str, Any]:
+    """The model and background removal an entry was sent with (its journalled options); a value
+    no longer understood is left out: fetching a generation again polls its uuid, and pays nothing."""
+    try:
+        return generation_request(settings.get("options") or {})
+    except ValueError:
+        return {}
 
 
 def _cancel_note(entry: HistoryEntry) -> str | None:

@@ -11,6 +11,10 @@ Everything else is derived from `OPTIONS` and `MODE`:
 * the command line takes its defaults and choices from `defaults()`, `choices(name)` and
   `limits(name)`, so `--help` says what the add-on does.
 
+The GENERATION options (`model`, `remove_background`) say what is generated, and paid for: every
+caller that builds a `pipeline.Request` sends `api_model(model)` and `remove_background`, and they
+are journalled with the other options, so a resume goes on with the model it was paid for.
+
 A relief or plane is `height` = 1 unit tall and a model's longest side `target_size` = 2 units
 by default: Blender's own "Import Images as Planes" makes a plane 1 unit tall, and 2 units is
 the size of Blender's default cube, so a model lands beside it at a familiar scale.
@@ -38,6 +42,12 @@ IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bm
 RELIEF: Final = "relief"
 PLANE: Final = "plane"
 MODEL: Final = "model"
+#: what is generated (and paid for), rather than how the result is imported
+GENERATION: Final = "generation"
+
+#: the `model` option's values and the API model ids they are sent as (core.protocol's MODEL and
+#: TRELLIS_MODEL; what each costs is in core/prices.py)
+MODEL_IDS: Final[Mapping[str, str]] = MappingProxyType({"stable-image": "stable-image", "trellis": "Qubico/trellis"})
 
 
 # Choice, Option and ImportOptions are NamedTuples, not frozen dataclasses: this module is
@@ -62,7 +72,7 @@ class Option(NamedTuple):
     default: OptionValue
     label: str
     description: str
-    group: str = ""                # RELIEF, PLANE or MODEL: which import the option changes
+    group: str = ""                # RELIEF, PLANE or MODEL: which import the option changes; GENERATION: what is sent
     min: float | None = None
     max: float | None = None
     soft_max: float | None = None
@@ -168,6 +178,15 @@ OPTIONS: Final[tuple[Option, ...]] = (
     # model
     Option("target_size", float, 2.0, "Size", "A 3D model is scaled so that its longest side has this length",
            MODEL, min=0.001, soft_max=100.0, ui={"subtype": "DISTANCE", "unit": "LENGTH"}),
+    # generation: what 1min.ai is asked for, and what it costs (core/prices.py)
+    Option("model", str, "stable-image", "Model", "The 1min.ai model that makes the 3D result", GENERATION,
+           choices=(Choice("stable-image", "Stable Image", "Stable Image Core (Stability AI): a depth map of "
+                                                           "the photo, raised into a relief"),
+                    Choice("trellis", "Trellis 3D", "Trellis 3D (Microsoft): a 3D model of the subject")),
+           aliases={"Qubico/trellis": "trellis"}),  # its API model id
+    Option("remove_background", bool, False, "Remove Background",
+           "First cut the subject out of the photo with 1min.ai's background remover (a second, paid "
+           "request); the relief and plane are then cut to its outline", GENERATION),
 )
 
 _BY_NAME: Final[dict[str, Option]] = {o.name: o for o in (MODE, *OPTIONS)}
@@ -177,6 +196,7 @@ NAMES: Final[tuple[str, ...]] = tuple(o.name for o in OPTIONS)
 RELIEF_NAMES: Final[tuple[str, ...]] = tuple(o.name for o in OPTIONS if o.group == RELIEF)
 PLANE_NAMES: Final[tuple[str, ...]] = tuple(o.name for o in OPTIONS if o.group == PLANE)
 MODEL_NAMES: Final[tuple[str, ...]] = tuple(o.name for o in OPTIONS if o.group == MODEL)
+GENERATION_NAMES: Final[tuple[str, ...]] = tuple(o.name for o in OPTIONS if o.group == GENERATION)
 
 
 def get(name: str) -> Option:
@@ -198,6 +218,20 @@ def limits(name: str) -> tuple[float | None, float | None]:
     """(min, max) of a numeric option, inclusive; None where it has no bound."""
     option = get(name)
     return option.min, option.max
+
+
+def api_model(value: object) -> str:
+    """The API model id the `model` option `value` is sent as ("trellis" → "Qubico/trellis");
+    ValueError for a model that is not a choice."""
+    return MODEL_IDS[get("model")._choice(value)]
+
+
+def generation_request(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The `pipeline.Request` fields the GENERATION options of `options` set: `model` (the API
+    model id) and `remove_background`; a missing option takes its default, a bad one is a ValueError."""
+    return {"model": api_model(options.get("model", _default("model"))),
+            "remove_background": get("remove_background").check(
+                options.get("remove_background", _default("remove_background")))}
 
 
 def check_mode(mode: object) -> str:
@@ -230,6 +264,9 @@ class ImportOptions(NamedTuple):
     align: str = _default("align")
     # model
     target_size: float = _default("target_size")
+    # generation (journalled with the entry, so a resume goes on with the same model)
+    model: str = _default("model")
+    remove_background: bool = _default("remove_background")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | ImportOptions | None) -> ImportOptions:

@@ -126,6 +126,34 @@ def test_the_last_error_is_shown_with_what_to_do(addon, stand_in, photo):
     assert "run out of credits" in text and "top up" in text
 
 
+def test_the_panel_offers_the_model_and_background_removal_and_says_what_generate_costs(addon):
+    import bpy
+
+    from onemin3d_addon.blender import panels
+
+    settings, state = bpy.context.scene.onemin3d, bpy.context.window_manager.onemin3d
+    layout = draw(panels.VIEW3D_PT_onemin3d_main, bpy.context)
+    props = [args[1] for args, _kw in layout.named("prop")]
+    assert props.index("model") < props.index("remove_background")
+    assert "Cost: 20,000 credits" in layout.labels()  # credits left not known yet: the cost alone
+    options = draw(panels.VIEW3D_PT_onemin3d_options, bpy.context)
+    assert "model" not in {args[1] for args, _kw in options.named("prop")}  # drawn once, beside Generate
+
+    try:
+        settings.model, settings.remove_background = "trellis", True
+        state.credits_left = 1_234_000
+        assert "Cost: 60,000 credits · 1,234,000 left" in \
+            draw(panels.VIEW3D_PT_onemin3d_main, bpy.context).labels()
+        state.credits_left = 50_000  # not enough: the line turns red
+        assert panels.cost_text(settings, state.credits_left) == ("Cost: 60,000 credits · 50,000 left", True)
+        settings.remove_background = False
+        assert panels.cost_text(settings, -1) == ("Cost: 40,000 credits", False)
+    finally:  # the scene outlives the test
+        settings.property_unset("model")
+        settings.property_unset("remove_background")
+        state.credits_left = -1
+
+
 def test_history_lists_results_with_thumbnails_reimport_and_remove(addon, stand_in, photo):
     import bpy
 
@@ -136,7 +164,8 @@ def test_history_lists_results_with_thumbnails_reimport_and_remove(addon, stand_
     pump_until(lambda: job.done)
     assert job.state == "imported"
     main = draw(panels.VIEW3D_PT_onemin3d_main, bpy.context)
-    assert any(label.startswith("Credits left: ") for label in main.labels())
+    left = bpy.context.window_manager.onemin3d.credits_left
+    assert left >= 0 and f"Cost: 20,000 credits · {left:,} left" in main.labels()
 
     layout = draw(panels.VIEW3D_PT_onemin3d_history, bpy.context)
     (args, _kw) = layout.named("template_list")[0]

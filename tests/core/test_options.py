@@ -14,7 +14,8 @@ from onemin3d_addon.core.options import ImportOptions
 def test_import_options_has_one_field_per_option_in_drawing_order_with_the_schemas_defaults() -> None:
     assert ImportOptions._fields == options.NAMES
     assert ImportOptions().as_dict() == options.defaults()
-    assert options.RELIEF_NAMES + options.PLANE_NAMES + options.MODEL_NAMES == options.NAMES
+    assert options.RELIEF_NAMES + options.PLANE_NAMES + options.MODEL_NAMES + options.GENERATION_NAMES \
+        == options.NAMES
 
 
 def test_every_default_passes_its_own_check_and_sits_within_its_limits() -> None:
@@ -49,6 +50,7 @@ def test_choices_come_back_in_their_canonical_spelling_whatever_the_case() -> No
     ("height", 0.0), ("height", math.inf), ("factor", 0.5), ("target_size", -2.0),
     ("invert", "yes"), ("invert", 2), ("solid", 0.5),
     ("shader", "TOON"), ("align", "SIDEWAYS"), ("size_mode", 3), ("interpolation", None),
+    ("model", "Qubico/other"), ("model", None), ("remove_background", "yes"),
 ])
 def test_a_value_outside_its_option_is_refused_with_the_options_name(name: str, bad: object) -> None:
     with pytest.raises(ValueError, match=name):
@@ -71,3 +73,19 @@ def test_unknown_names_are_a_type_error_and_the_mode_is_not_an_option() -> None:
         ImportOptions.from_mapping({"import_mode": "AUTO"})
     with pytest.raises(ValueError, match="AUTO, PLANE, DISPLACEMENT"):
         options.check_mode("sideways")
+
+
+def test_the_model_is_stable_image_by_default_and_trellis_is_sent_by_its_api_id() -> None:
+    from onemin3d_addon.core import protocol
+
+    assert options.GENERATION_NAMES == ("model", "remove_background")
+    assert options.defaults()["model"] == "stable-image" and options.defaults()["remove_background"] is False
+    assert options.choices("model") == ("stable-image", "trellis")
+    assert [c.label for c in options.get("model").choices] == ["Stable Image", "Trellis 3D"]
+    assert ImportOptions.from_mapping({"model": "Qubico/trellis"}).model == "trellis"
+    assert options.api_model("trellis") == options.api_model("QUBICO/TRELLIS") == protocol.TRELLIS_MODEL
+    assert options.api_model("Stable-Image") == protocol.MODEL
+    assert set(options.MODEL_IDS.values()) == set(protocol.MODELS)
+    assert options.generation_request({}) == {"model": protocol.MODEL, "remove_background": False}
+    assert options.generation_request({"model": "trellis", "remove_background": 1}) == \
+        {"model": protocol.TRELLIS_MODEL, "remove_background": True}
