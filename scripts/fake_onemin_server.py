@@ -5,7 +5,8 @@
 documented for the real API (onemin-api.md and the vendor's IMAGE_3D_GENERATOR page):
 
     POST /api/assets            multipart field `asset`  -> {"asset": {...}, "fileContent": {...}}
-    POST /api/features          IMAGE_3D_GENERATOR / stable-image, sync or "async": true
+    POST /api/features          IMAGE_3D_GENERATOR (stable-image 20,000 credits, Qubico/trellis 40,000)
+                                or BACKGROUND_REMOVER (stable-image, 20,000), sync or "async": true
     GET  /api/results/{uuid}    -> {"aiRecord": {...}} or {"aiRecord": null}
     GET  /s3/asset.1min.ai/<key>?X-Amz-...   the presigned `temporaryUrl` (no key needed)
     GET  /asset/<key>                        the asset host used by the client's last fallback
@@ -33,6 +34,13 @@ Every /api/ call needs the `API-KEY` header (401 HTTP_EXCEPTION "API Key has bee
   and saturated look), so it is visibly a colour result and never greyscale.
 - ``zip-gltf``: a zip of ``model.gltf`` + ``model.bin`` + ``texture.png`` (the same relief).
 - ``zip-obj``: a zip of ``model.obj`` + ``model.mtl`` + ``texture.png`` (the same relief).
+
+Whatever ``result`` is, ``Qubico/trellis`` answers with the ``glb`` and BACKGROUND_REMOVER with
+a cut-out: an RGBA PNG of the upright photo at its own size, transparent where its colour is
+close to the colours along the frame's four edges, with a feathered edge (`cutout`). The
+cut-out's storage key is also accepted as the ``imageUrl`` of a later request. Faults, kills
+and holds apply to BACKGROUND_REMOVER as to the 3D feature (both are ``generate`` then ``poll``
+and ``download``).
 
 **Faults.** `inject(fault, stage=..., times=N, **params)` queues a fault; it is consumed by the
 next N requests of that stage (``upload`` POST /api/assets, ``generate`` POST /api/features,
@@ -143,6 +151,14 @@ log = logging.getLogger("onemin3d.stand_in")
 DEFAULT_API_KEY = "test-key-0123456789"
 FEATURE_TYPE = "IMAGE_3D_GENERATOR"
 MODEL = "stable-image"
+TRELLIS_MODEL = "Qubico/trellis"
+BACKGROUND_REMOVER = "BACKGROUND_REMOVER"
+#: (feature, model) -> credits per call, as 1min.ai lists them (onemin-api.md §5)
+PRICES: dict[tuple[str, str], int] = {
+    (FEATURE_TYPE, MODEL): 20_000,
+    (FEATURE_TYPE, TRELLIS_MODEL): 40_000,
+    (BACKGROUND_REMOVER, MODEL): 20_000,
+}
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 RESULT_KINDS = ("depth", "glb", "color", "zip-gltf", "zip-obj")
 STAGES = ("upload", "generate", "poll", "download")
@@ -151,7 +167,7 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_JSON_BYTES = 1024 * 1024
 MIN_SIDE = 512
 ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-CREDITS_PER_GENERATION = 2_000
+CREDITS_PER_GENERATION = PRICES[(FEATURE_TYPE, MODEL)]  # one stable-image 3D generation
 RESULT_MAX_SIDE = 1024  # results are computed on a copy at most this long
 DEPTH_WORK_SIDE = 512   # the depth cues are computed at this size, then upscaled
 GRID = 128              # vertices on the long side of the relief models
@@ -467,11 +483,13 @@ _MTL = "newmtl photo\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd texture
 #: kind -> (file extension, Content-Type)
 RESULT_TYPES = {"depth": ("png", "image/png"), "color": ("jpg", "image/jpeg"),
                 "glb": ("glb", "model/gltf-binary"), "zip-gltf": ("zip", "application/zip"),
-                "zip-obj": ("zip", "application/zip")}
+                "zip-obj": ("zip", "application/zip"), "cutout": ("png", "image/png")}
 
 
 def compute_result(kind: str, image: bytes) -> bytes:
     """The result of `kind` (RESULT_KINDS) computed from the bytes of an uploaded image."""
+    if kind == "cutout":
+        return _png(cutout(image))
     if kind not in RESULT_KINDS:
         raise ValueError(f"unknown result kind {kind!r}; known: {', '.join(RESULT_KINDS)}")
     photo, alpha = _load_rgb(image)
@@ -496,6 +514,37 @@ def compute_result(kind: str, image: bytes) -> bytes:
             zf.writestr("model.mtl", _MTL)
         zf.writestr(zipfile.ZipInfo("texture.png", time.localtime()[:6]), texture)  # stored as-is
     return buf.getvalue()
+
+
+def cutout_alpha(rgb: Array) -> Array:
+    """The subject's mask (0..1) of an RGB float image (h, w, 3) in 0..1: the pixels whose colour
+    differs from every colour along the frame's four edges, with a feathered edge (a ramp of
+    about 1.5 % of the long side)."""
+    h, w = rgb.shape[:2]
+    rows = max(1, min(h, w) // 64)
+    border = np.concatenate([rgb[:rows].reshape(-1, 3), rgb[-rows:].reshape(-1, 3),
+                             rgb[:, :rows].reshape(-1, 3), rgb[:, -rows:].reshape(-1, 3)])
+    border = border[:: max(1, len(border) // 64)]
+    dist = np.sqrt(((rgb[:, :, None, :] - border[None, None, :, :]) ** 2).sum(-1)).min(axis=-1)
+    mask = np.clip((dist - 0.08) / 0.12, 0.0, 1.0).astype(np.float32)
+    feathered: Array = np.clip(blur(mask, max(h, w) / 200, passes=2), 0.0, 1.0)
+    return feathered
+
+
+def cutout(image: bytes) -> Image.Image:
+    """BACKGROUND_REMOVER's answer: the upright photo at its own size, RGBA, the background made
+    transparent (`cutout_alpha`, computed on a copy at most DEPTH_WORK_SIDE long, then smoothly
+    upscaled; an alpha the photo already had is kept too)."""
+    with Image.open(io.BytesIO(image)) as src:
+        im = ImageOps.exif_transpose(src).convert("RGBA")
+    work = im.convert("RGB")
+    work.thumbnail((DEPTH_WORK_SIDE, DEPTH_WORK_SIDE), Image.Resampling.BILINEAR)
+    mask = cutout_alpha(np.asarray(work, dtype=np.float32) / 255.0)
+    alpha = Image.fromarray((mask * 255 + 0.5).astype(np.uint8)).resize(im.size, Image.Resampling.BILINEAR)
+    own = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0
+    combined = (np.asarray(alpha, dtype=np.float32) * own + 0.5).astype(np.uint8)
+    im.putalpha(Image.fromarray(combined))
+    return im
 
 
 # --- hostile payloads ----------------------------------------------------------------------
@@ -776,6 +825,8 @@ class _Record:
     error_message: str | None = None
     faults: dict[str, dict[str, Any]] = field(default_factory=dict)
     computed: threading.Event = field(default_factory=threading.Event)
+    feature: str = FEATURE_TYPE
+    model: str = MODEL
 
 
 @dataclass
@@ -1208,15 +1259,19 @@ class FakeOneMinServer:
             return _error(400, "UNKNOWN_ERROR", "Invalid JSON body", None, path), None
         if not isinstance(req, dict):
             return _error(400, "UNKNOWN_ERROR", "Unsupported feature type", None, path), None
-        if req.get("type") != FEATURE_TYPE:
+        feature = req.get("type")
+        if feature not in (FEATURE_TYPE, BACKGROUND_REMOVER):
             return _error(400, "UNKNOWN_ERROR", "Unsupported feature type", None, path), None
         if "model" not in req:
             return _error(400, "MISSING_REQUIRED_FIELDS", "Missing required fields",
                           json.dumps(["model"]), path), None
-        if req.get("model") != MODEL:
+        model = req.get("model")
+        price = PRICES.get((feature, model)) if isinstance(model, str) else None
+        if price is None:
+            supported = [m for f, m in PRICES if f == feature]
             return _error(400, "UNSUPPORTED_MODEL",
-                          f"Model {req.get('model')!r} is not supported for feature {FEATURE_TYPE}",
-                          json.dumps({"supportedModels": [MODEL]}), path), None
+                          f"Model {model!r} is not supported for feature {feature}",
+                          json.dumps({"supportedModels": supported}), path), None
         prompt = req.get("promptObject")
         image_url = prompt.get("imageUrl") if isinstance(prompt, dict) else None
         if not isinstance(image_url, str) or not image_url.strip():
@@ -1228,14 +1283,17 @@ class FakeOneMinServer:
                           "The AI service is busy, please try again later",
                           json.dumps({"name": "bad_request", "message": cause, "errors": [cause]}), path), None
         with self._lock:
-            if self.used_credit + CREDITS_PER_GENERATION > self.credit_limit:
-                return self._credits_error({}), None
-            self.used_credit += CREDITS_PER_GENERATION
+            if self.used_credit + price > self.credit_limit:
+                return self._credits_error({}, price), None
+            self.used_credit += price
             self.generations += 1
             use_async = req.get("async") is True
             wait = self.latency if not use_async or self.async_latency is None else self.async_latency
-            rec = _Record(str(uuidlib.uuid4()), image_url, asset, self.result, datetime.now(UTC),
-                          time.monotonic() + max(0.0, wait), self.used_credit)
+            # Trellis answers with a GLB, the background remover with a cut-out PNG; stable-image
+            # with the kind the stand-in is set to (`result`)
+            kind = "cutout" if feature == BACKGROUND_REMOVER else "glb" if model == TRELLIS_MODEL else self.result
+            rec = _Record(str(uuidlib.uuid4()), image_url, asset, kind, datetime.now(UTC),
+                          time.monotonic() + max(0.0, wait), self.used_credit, feature=feature, model=model)
             self._records[rec.uuid] = rec
         self._take_record_faults("generate", rec)
         if use_async:
@@ -1274,8 +1332,13 @@ class FakeOneMinServer:
             with open(rec.asset.blob.path, "rb") as fh:
                 data = compute_result(rec.kind, fh.read())
             ext, ctype = RESULT_TYPES[rec.kind]
-            key = self._new_key(f"3d_generated.{ext}")
-            self._store(key, data, ctype)
+            key = self._new_key("background_removed.png" if rec.kind == "cutout" else f"3d_generated.{ext}")
+            blob = self._store(key, data, ctype)
+            if rec.kind == "cutout":  # its storage key can be sent on as an imageUrl, as an asset's
+                with Image.open(io.BytesIO(data)) as im:
+                    size = im.size
+                with self._lock:
+                    self._assets[key] = _Asset(key, key.rsplit("/", 1)[-1], blob, size[0], size[1], "PNG")
             with self._lock:
                 hostile = rec.result_key
                 rec.result_key = key
@@ -1309,7 +1372,7 @@ class FakeOneMinServer:
                          "creditLimit": self.credit_limit, "usedCredit": rec.used_credit,
                          "createdAt": "2025-01-01T00:00:00.000Z", "createdBy": "SYSTEM",
                          "updatedAt": _iso(rec.created), "updatedBy": "SYSTEM"},
-            "model": MODEL, "type": FEATURE_TYPE, "metadata": None, "rating": None, "feedback": None,
+            "model": rec.model, "type": rec.feature, "metadata": None, "rating": None, "feedback": None,
             "conversationId": None, "status": status, "createdAt": _iso(rec.created),
             "aiRecordDetail": detail, "additionalData": None,
         }
@@ -1368,12 +1431,12 @@ class FakeOneMinServer:
                    ("x-amz-request-id", uuidlib.uuid4().hex[:16].upper())]
         return Reply(200, data, blob.content_type, headers, is_json=False), data
 
-    def _credits_error(self, params: dict[str, Any]) -> Reply:
+    def _credits_error(self, params: dict[str, Any], price: int = CREDITS_PER_GENERATION) -> Reply:
         left = max(0, self.credit_limit - self.used_credit)
         return _error(int(params.get("status", 400)), str(params.get("code", "INSUFFICIENT_CREDITS")),
                       str(params.get("message", "You do not have enough credits to use this feature. "
                                      "Please upgrade your plan or buy more credits.")),
-                      json.dumps({"requiredCredits": CREDITS_PER_GENERATION, "availableCredits": left}),
+                      json.dumps({"requiredCredits": price, "availableCredits": left}),
                       "/api/features")
 
     def stats(self) -> dict[str, Any]:

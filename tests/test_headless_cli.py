@@ -350,7 +350,7 @@ def test_script_takes_its_arguments_after_the_double_dash_under_blender():
 # converter where a user would (Ctrl-C, a kill, a fault), follows the advice printed, and checks
 # that the advice works: a paid result is fetched, never paid again, never lost.
 
-CREDITS = 2_000  # the stand-in's price of one generation
+CREDITS = 20_000  # the stand-in's price of one stable-image generation
 UNANSWERED = ("apple.jpg: its generation may already have been sent and charged, but its answer never "
               "arrived, so --resume does not send it again; to generate it again on purpose, add "
               "--regenerate apple.jpg to the command.")

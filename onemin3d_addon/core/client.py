@@ -96,6 +96,7 @@ from .protocol import (
     Timeouts,
     asset_base_url_for,
     asset_key,
+    background_body,
     check_record,
     clip,
     error_from_response,
@@ -214,8 +215,8 @@ class OneMinClient:
         return key
 
     def generate_3d(self, image_key: str, use_async: bool = False, *, poll_interval: float = 1.0,
-                    deadline: float = 900.0, on_record: Callable[[GenerationRecord], None] | None = None
-                    ) -> GenerationRecord:
+                    deadline: float = 900.0, on_record: Callable[[GenerationRecord], None] | None = None,
+                    model: str = MODEL) -> GenerationRecord:
         """Start the generation from an uploaded asset key (or an https image URL) and wait for it.
 
         Synchronous mode holds the connection until the result is ready (read timeout
@@ -226,9 +227,22 @@ class OneMinClient:
         raised: a cancelled async job can still be fetched later, free. An async answer that is
         already finished is used as it is, with no poll. `on_record` fires with the record as
         soon as its uuid is known and the work is still running. The POST is never re-sent once
-        it may have reached the server.
+        it may have reached the server. `model`: the API model id (protocol.MODELS).
         """
-        body = generation_body(image_key, use_async)
+        return self._start_feature(generation_body(image_key, use_async, model), use_async,
+                                   poll_interval=poll_interval, deadline=deadline, on_record=on_record)
+
+    def remove_background(self, image_key: str, use_async: bool = False, *, poll_interval: float = 1.0,
+                          deadline: float = 900.0,
+                          on_record: Callable[[GenerationRecord], None] | None = None) -> GenerationRecord:
+        """Start BACKGROUND_REMOVER on an uploaded asset key and wait for it, as `generate_3d`
+        does (same modes, same journalling hooks); its result is a PNG with alpha."""
+        return self._start_feature(background_body(image_key, use_async), use_async,
+                                   poll_interval=poll_interval, deadline=deadline, on_record=on_record)
+
+    def _start_feature(self, body: dict[str, Any], use_async: bool, *, poll_interval: float,
+                       deadline: float, on_record: Callable[[GenerationRecord], None] | None
+                       ) -> GenerationRecord:
         read_timeout = self.timeouts.read if use_async else self.timeouts.generate
         started = time.monotonic()
         # Once the answer is coming, it is read whole whatever happens: it holds the uuid.

@@ -31,7 +31,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import images, results
 from .errors import (
@@ -142,6 +142,7 @@ class _Job:
         self.timings: dict[str, float] = {}
         self._timed: str | None = None  # the stage the clock runs for
         self._stage_started = 0.0
+        self._step = _GEN  # the paid step under way: the background removal, or the 3D generation
 
     # --- the stages ----------------------------------------------------------------------------
 
@@ -167,8 +168,7 @@ class _Job:
                         self._enter("generate")
                         raise UnansweredGeneration(req.image_path.name)
                     else:
-                        key = self._upload(client, self._prepare(work_dir))
-                        record = self._generate(client, key)
+                        record = self._generate(client, self._source_key(client, work_dir))
                 file = self._download(client, record)
             self._leave()
             kind = results.sniff_file(file)
@@ -178,12 +178,12 @@ class _Job:
             self.timings["total"] = time.perf_counter() - started
             log.info("job for %s done in %.2f s: %s (%s)", req.image_path.name, self.timings["total"],
                      file.name, kind)
-            return Result(file, kind, record, req.image_path, dict(self.timings))
+            return Result(file, kind, record, req.image_path, dict(self.timings), cutout_image=self._cutout_file())
         except Onemin3DError as err:
             if err.stage is None:
                 err.stage = self.stage
             if err.uuid is None:
-                err.uuid = self.state.uuid
+                err.uuid = self.state.bg_uuid if self._step is _BG else self.state.uuid
             raise
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -202,7 +202,56 @@ class _Job:
             uuid=self.state.uuid or "", status="SUCCESS", result_keys=(), download_url=None,
             credit_limit=None, used_credit=None)
         self.report("download", 1.0, "result already downloaded")
-        return Result(path, kind, record, self.request.image_path, {})
+        return Result(path, kind, record, self.request.image_path, {}, cutout_image=self._cutout_file())
+
+    def _cutout_file(self) -> Path | None:
+        """The journalled cut-out, while it is on disk."""
+        path = self.state.bg_file
+        return Path(path) if path is not None and Path(path).is_file() else None
+
+    def _source_key(self, client: OneMinClient, work_dir: Path) -> str:
+        """Upload what the 3D generation is made from: the photo, or its checked cut-out."""
+        if not self.request.remove_background:
+            return self._upload(client, self._prepare(work_dir))
+        cutout = self._cutout(client, work_dir)
+        self._enter("upload")
+        self.report("upload", 0.0, "uploading the cut-out")
+        prepared = images.prepare(cutout, self.request.max_side, self.request.allow_upscale, work_dir=work_dir)
+        return self._upload(client, prepared)
+
+    def _cutout(self, client: OneMinClient, work_dir: Path) -> Path:
+        """BACKGROUND_REMOVER's checked PNG, in the result folder: the journalled file, else its
+        record downloaded again (free), else its uuid polled (free), else sent once (paid)."""
+        from . import background
+
+        s = self.state
+        if s.bg_file is not None and Path(s.bg_file).is_file():
+            try:
+                return background.check_cutout(s.bg_file).path
+            except ResultError as err:
+                log.warning("the journalled cut-out %s cannot be used (%s); downloading it again", s.bg_file, err)
+        self._step = _BG
+        record = s.bg_record
+        if record is None or not record.succeeded:
+            bg_uuid = s.bg_uuid or (record.uuid if record is not None else None)
+            if bg_uuid is not None:
+                record = self._poll(client, bg_uuid)
+            elif s.bg_sent:
+                self._enter("generate")
+                raise UnansweredGeneration(self.request.image_path.name)
+            else:
+                record = self._generate(client, self._upload(client, self._prepare(work_dir)))
+        file = self._download(client, record)
+        try:
+            checked = background.check_cutout(file)
+        except ResultError:
+            file.unlink(missing_ok=True)  # hostile or damaged: not left in the result folder
+            raise
+        if not checked.has_alpha:
+            self.report("download", 1.0, "the cut-out has no transparency: nothing is cut")
+        self._save(result_file=file)
+        self._step = _GEN
+        return file
 
     def _prepare(self, work_dir: Path) -> images.PreparedImage:
         req = self.request
@@ -228,26 +277,31 @@ class _Job:
     def _generate(self, client: OneMinClient, key: str) -> GenerationRecord:
         req = self.request
         self._enter("generate")
-        self.report("generate", 0.0, "1min.ai is generating the 3D result")
+        self.report("generate", 0.0, f"1min.ai is {self._step.doing}")
         polling_since: list[float] = []
 
         def on_record(record: GenerationRecord) -> None:
             if not polling_since:  # the uuid just became known: journal it before waiting on it
                 polling_since.append(time.monotonic())
                 self._save(uuid=record.uuid, record=record)
-                self.report("generate", 1.0, "generation started")
+                self.report("generate", 1.0, f"{self._step.what} started")
                 self._enter("poll")
             self._report_poll(record, time.monotonic() - polling_since[0])
 
         # Journalled before the request leaves: from here on, a crash means "may have been charged".
         self._save(sent=True)
         try:
-            record = client.generate_3d(key, req.use_async, poll_interval=req.poll_interval,
-                                        deadline=req.poll_deadline, on_record=on_record)
+            if self._step is _BG:
+                record = client.remove_background(key, req.use_async, poll_interval=req.poll_interval,
+                                                  deadline=req.poll_deadline, on_record=on_record)
+            else:
+                record = client.generate_3d(key, req.use_async, poll_interval=req.poll_interval,
+                                            deadline=req.poll_deadline, on_record=on_record, model=req.model)
         except Onemin3DError as err:
-            if err.uuid is not None and self.state.uuid is None:
+            known = self._get("uuid")
+            if err.uuid is not None and known is None:
                 self._save(uuid=err.uuid)  # it ran and failed (or outlived polling): it has an id
-            elif self.state.uuid is None and not may_have_run(err):
+            elif known is None and not may_have_run(err):
                 self._save(sent=False)  # refused, or never left this machine: nothing was charged
             raise
         self._save(uuid=record.uuid, record=record)
@@ -257,7 +311,7 @@ class _Job:
     def _poll(self, client: OneMinClient, uuid: str) -> GenerationRecord:
         req = self.request
         self._enter("poll")
-        self.report("poll", 0.0, "checking on the generation")
+        self.report("poll", 0.0, f"checking on the {self._step.what}")
         since = time.monotonic()
         record = client.wait_for_result(uuid, poll_interval=req.poll_interval, deadline=req.poll_deadline,
                                         on_record=lambda r: self._report_poll(r, time.monotonic() - since))
@@ -267,13 +321,14 @@ class _Job:
 
     def _download(self, client: OneMinClient, record: GenerationRecord) -> Path:
         self._enter("download")
-        self.report("download", 0.0, "downloading the result")
+        self.report("download", 0.0, f"downloading the {self._step.result}")
 
         def on_bytes(received: int, total: int) -> None:
             self.report.transfer("download", received, total, "downloading")
 
         file = client.download(record, self.request.result_dir, on_bytes)
-        self._save(result_file=file)
+        if self._step is _GEN:  # a cut-out is journalled once it passed its check (_cutout)
+            self._save(result_file=file)
         self.report("download", 1.0, f"result saved as {file.name}")
         return file
 
@@ -295,22 +350,51 @@ class _Job:
     def _save(self, *, asset_key: str | None = None, uuid: str | None = None,
               record: GenerationRecord | None = None, result_file: Path | None = None,
               sent: bool | None = None) -> None:
-        s = self.state
-        self.state = Checkpoint(asset_key=asset_key or s.asset_key, uuid=uuid or s.uuid,
-                                record=record or s.record, result_file=result_file or s.result_file,
-                                sent=s.sent if sent is None else sent)
+        """Journal what became known; `uuid`, `record`, `result_file` and `sent` are the current
+        step's (the background removal's `bg_*` fields while it runs)."""
+        step = self._step
+        changes: dict[str, Any] = {}
+        for name, value in (("uuid", uuid), ("record", record), ("result_file", result_file)):
+            if value is not None:
+                changes[getattr(step, name)] = value
+        if sent is not None:
+            changes[step.sent] = sent
+        if asset_key is not None:
+            changes["asset_key"] = asset_key
+        self.state = replace(self.state, **changes)
         if self.on_checkpoint is not None:
             self.on_checkpoint(self.state)
+
+    def _get(self, name: str) -> object:
+        """The current step's checkpoint field `name` ("uuid", "record", ...)."""
+        return getattr(self.state, getattr(self._step, name))
 
     def _report_poll(self, record: GenerationRecord, elapsed: float) -> None:
         # no promise of when it ends: an asymptotic bar that keeps moving, with honest text
         fraction = min(0.95, 1.0 - math.exp(-elapsed / 40.0))
         self.report("poll", fraction, f"1min.ai is working on it ({record.status.lower()}, {elapsed:.0f} s)")
 
-    @staticmethod
-    def _credits_text(record: GenerationRecord) -> str:
+    def _credits_text(self, record: GenerationRecord) -> str:
         left = record.credits_left
-        return "generation finished" + (f"; {left:,} credits left" if left is not None else "")
+        return f"{self._step.what} finished" + (f"; {left:,} credits left" if left is not None else "")
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One paid step of a job, and the Checkpoint fields it is journalled in."""
+
+    what: str
+    doing: str
+    result: str
+    uuid: str
+    record: str
+    result_file: str
+    sent: str
+
+
+_GEN = _Step("generation", "generating the 3D result", "result", "uuid", "record", "result_file", "sent")
+_BG = _Step("background removal", "removing the background", "cut-out", "bg_uuid", "bg_record", "bg_file",
+            "bg_sent")
 
 
 class _Reporter:
