@@ -13,11 +13,14 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ..core import cutout as cut
+from ..core import images, relief
 from ..core import options as option_schema
-from ..core import relief
+from ..core.relief import Array
 from .build_common import (
     KIND_PROPERTY,
     UV_MAP_NAME,
+    Created,
     alignment,
     all_or_nothing,
     check_choice,
@@ -32,18 +35,22 @@ from .build_common import (
 
 SIZE_MODES = option_schema.choices("size_mode")
 SHADERS = option_schema.choices("shader")
+#: vertices on the long side of the grid a cut-out plane is clipped from (its material's alpha
+#: draws the exact edge; the mesh only drops what is transparent, within 1/256 of the size)
+PLANE_CUT_RESOLUTION = 257
 
 
 def import_plane(image_path: str | os.PathLike[str], *, collection: bpy.types.Collection,
                  size_mode: str = "ABSOLUTE", height: float = 1.0, factor: float = 600.0,
                  shader: str = "PRINCIPLED", use_alpha: bool = True, interpolation: str = "Linear",
                  relative: bool = True, align: str = "Z_UP", emit_strength: float = 1.0,
-                 name: str | None = None) -> bpy.types.Object:
+                 cutout: bool = True, name: str | None = None) -> bpy.types.Object:
     """A 4-vertex plane showing the image, in `collection`, at the 3D cursor.
 
     Sized from the header (ABSOLUTE: `height` units tall; DPBU: `factor` pixels per unit) in
     the image's upright aspect; the image datablock stays unloaded. Alpha is wired when the
-    image has an alpha channel and `use_alpha` is on. `align`: Z_UP, CAMERA or VIEW.
+    image has an alpha channel and `use_alpha` is on. `align`: Z_UP, CAMERA or VIEW. `cutout`:
+    where the image has alpha below 0.5 the mesh is cut away (a flat grid clipped to the outline).
     """
     path = Path(image_path)
     with all_or_nothing(f"the image '{path.name}'") as created:
@@ -58,12 +65,19 @@ def import_plane(image_path: str | os.PathLike[str], *, collection: bpy.types.Co
                                    interpolation=interpolation, emit_strength=emit_strength)
 
         mesh = created.add(bpy.data.meshes.new(name))
-        hw, hh = w / 2.0, h / 2.0
-        positions = np.array([(-hw, -hh, 0.0), (hw, -hh, 0.0), (hw, hh, 0.0), (-hw, hh, 0.0)], np.float32)
-        write_mesh(mesh, positions, np.array([(0, 1), (1, 2), (2, 3), (3, 0)]), np.arange(4), np.arange(4),
-                    np.zeros(1))
-        u, v = relief.oriented_uv(np.array([0.0, 1.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0, 1.0]), info.orientation)
-        set_attribute(mesh, UV_MAP_NAME, "FLOAT2", "CORNER", np.stack([u, v], axis=1))
+        outline = _cut_outline(path, info, w, h, created) if cutout and info.has_alpha else None
+        if outline is not None:
+            write_mesh(mesh, outline.pop("positions"), outline.pop("edges"), outline.pop("corner_verts"),
+                       outline.pop("corner_edges"), outline.pop("face_starts"))
+            set_attribute(mesh, UV_MAP_NAME, "FLOAT2", "CORNER", outline.pop("uv"))
+        else:
+            hw, hh = w / 2.0, h / 2.0
+            positions = np.array([(-hw, -hh, 0.0), (hw, -hh, 0.0), (hw, hh, 0.0), (-hw, hh, 0.0)], np.float32)
+            write_mesh(mesh, positions, np.array([(0, 1), (1, 2), (2, 3), (3, 0)]), np.arange(4), np.arange(4),
+                       np.zeros(1))
+            u, v = relief.oriented_uv(np.array([0.0, 1.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0, 1.0]),
+                                      info.orientation)
+            set_attribute(mesh, UV_MAP_NAME, "FLOAT2", "CORNER", np.stack([u, v], axis=1))
         mesh.materials.append(material)
         mesh.update()
 
@@ -74,3 +88,18 @@ def import_plane(image_path: str | os.PathLike[str], *, collection: bpy.types.Co
         select_if_in_view_layer(collection, [obj])
         return obj
 
+
+
+def _cut_outline(path: Path, info: images.ImageInfo, width: float, height: float,
+                 created: Created) -> dict[str, Array] | None:
+    """The plane's mesh arrays cut to the image's alpha, or None when nothing is transparent."""
+    alpha = cut.read_alpha(path)
+    if alpha is None:
+        return None
+    rows, cols = relief.grid_shape(info.upright_size, PLANE_CUT_RESOLUTION, (alpha.shape[0], alpha.shape[1]))
+    on_grid = cut.grid_alpha(alpha, rows, cols)
+    if not (on_grid >= 0.5).any():
+        created.warn(f"The image '{path.name}' is transparent everywhere, so the plane was not cut out.")
+        return None
+    surface = cut.clip(cut.grid_surface(np.zeros((rows, cols), np.float32)), on_grid.reshape(-1))
+    return cut.surface_arrays(surface, rows, cols, width, height, info.orientation)

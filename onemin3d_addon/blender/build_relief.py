@@ -16,8 +16,10 @@ from typing import Any
 import bpy
 import numpy as np
 
+from ..core import cutout as cut
 from ..core import options as option_schema
 from ..core import relief
+from ..core.errors import ImportFailed
 from ..core.relief import (
     SOLID_BASE,
     Array,
@@ -259,16 +261,24 @@ def set_relief_strength(obj: bpy.types.Object, value: float) -> None:
 
 
 def relief_mesh(name: str, heights: Array, *, width: float, height: float, solid: bool = False,
-                base: float = 0.0, orientation: int = 1) -> bpy.types.Mesh:
+                base: float = 0.0, orientation: int = 1, alpha: Array | None = None,
+                tear: float = 0.0) -> bpy.types.Mesh:
     """The relief's mesh from a grid of heights (rows bottom-up, object units at Strength 1).
 
     Open: the topology and the layers come from a Geometry Nodes Grid; numpy fills the UVs and
     the heights (the "onemin3d_height" attribute); positions stay flat (the modifier lifts them).
     Solid: everything is written with numpy, walls and a flat back `base` below z=0 included.
+    Cut out (`alpha`: the photo's alpha on the grid, rows bottom-up) or torn (`tear` > 0: faces
+    spanning a height jump above it go, in the heights' units): core/cutout.py's surface, written
+    with numpy, walls following every boundary when solid.
     """
     rows, cols = heights.shape
     with all_or_nothing(f"the relief mesh '{name}'") as created:
-        if solid:
+        if alpha is not None or tear > 0.0:
+            mesh = created.add(bpy.data.meshes.new(name))
+            _write_surface(mesh, _cut_surface(heights, alpha, tear, solid, base), rows, cols, width, height,
+                           orientation)
+        elif solid:
             mesh = created.add(bpy.data.meshes.new(name))
             arrays = solid_arrays(rows, cols, width, height, heights, base)
             write_mesh(mesh, arrays.pop("positions"), arrays.pop("edges"), arrays.pop("corner_verts"),
@@ -291,13 +301,37 @@ def relief_mesh(name: str, heights: Array, *, width: float, height: float, solid
         return mesh
 
 
+def _cut_surface(heights: Array, alpha: Array | None, tear: float, solid: bool, base: float) -> cut.Surface:
+    surface = cut.grid_surface(heights)
+    if tear > 0.0:
+        surface = cut.tear(surface, tear)
+    if alpha is not None:
+        surface = cut.clip(surface, alpha.reshape(-1))
+    if not len(surface.face_starts):
+        raise ImportFailed("Nothing of the relief is left once cut out and torn: raise Tear (or set it to 0), "
+                           "or turn Cut Out off.")
+    return cut.solidify(surface, base) if solid else surface
+
+
+def _write_surface(mesh: bpy.types.Mesh, surface: cut.Surface, rows: int, cols: int, width: float, height: float,
+                   orientation: int) -> None:
+    arrays = cut.surface_arrays(surface, rows, cols, width, height, orientation)
+    write_mesh(mesh, arrays.pop("positions"), arrays.pop("edges"), arrays.pop("corner_verts"),
+               arrays.pop("corner_edges"), arrays.pop("face_starts"))
+    set_attribute(mesh, UV_MAP_NAME, "FLOAT2", "CORNER", arrays.pop("uv"))
+    set_attribute(mesh, RELIEF_HEIGHT_ATTRIBUTE, "FLOAT", "POINT", arrays.pop("heights"))
+    sharp = arrays.pop("sharp_face")
+    if sharp.any():
+        set_attribute(mesh, "sharp_face", "BOOLEAN", "FACE", sharp)
+
+
 def import_relief(color_image: str | os.PathLike[str], depth_image: str | os.PathLike[str], *,
                   collection: bpy.types.Collection, resolution: int = 512, strength: float = 0.15,
                   invert: bool = False, smooth: float = 0.0, solid: bool = False,
                   size_mode: str = "ABSOLUTE", height: float = 1.0, factor: float = 600.0,
                   base: float = SOLID_BASE, shader: str = "PRINCIPLED", use_alpha: bool = True,
                   interpolation: str = "Linear", relative: bool = True, align: str = "Z_UP",
-                  name: str | None = None) -> bpy.types.Object:
+                  cutout: bool = True, tear: float = 0.0, name: str | None = None) -> bpy.types.Object:
     """A relief of `color_image` raised by `depth_image`, in `collection`, at the 3D cursor.
 
     At most `resolution` vertices on the long side, in the colour image's upright aspect;
@@ -305,6 +339,9 @@ def import_relief(color_image: str | os.PathLike[str], depth_image: str | os.Pat
     optionally blurred by `smooth` pixels; `strength` is the relief depth as a fraction of the
     width, kept live as the "Strength" input of the "1min3d Relief" modifier. `solid` closes it
     into a watertight, printable solid with a flat back `base` × width below the lowest point.
+    `cutout`: where `color_image` has alpha below 0.5 the relief is cut away (a smooth outline,
+    holes kept, walls following it when solid). `tear`: faces spanning a depth jump above this
+    fraction of the relief depth are removed (0: off).
     """
     color_path, depth_path = Path(color_image), Path(depth_image)
     with all_or_nothing(f"the relief of '{depth_path.name}'") as created:
@@ -334,9 +371,19 @@ def import_relief(color_image: str | os.PathLike[str], depth_image: str | os.Pat
         if not heights.any():
             created.warn("The depth map is flat (one grey level), so the relief is flat.")
         heights *= np.float32(width)  # attribute = height at Strength 1
+        alpha = None
+        if cutout and info.has_alpha:
+            photo_alpha = cut.read_alpha(color_path)
+            if photo_alpha is not None:
+                alpha = cut.grid_alpha(photo_alpha, rows, cols)
+                del photo_alpha
+                if not (alpha >= 0.5).any():
+                    created.warn(f"The photo '{color_path.name}' is transparent everywhere, so the relief was "
+                                 "not cut out.")
+                    alpha = None
 
         mesh = relief_mesh(name, heights, width=width, height=plane_height, solid=solid, base=base * width,
-                           orientation=info.orientation)
+                           orientation=info.orientation, alpha=alpha, tear=tear * width)
         del heights
         mesh.materials.append(material)
         mesh.update()

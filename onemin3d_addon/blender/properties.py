@@ -56,11 +56,13 @@ class ImportOptionsMixin:
         invert: bool
         smooth: float
         solid: bool
+        tear: float
         size_mode: str
         height: float
         factor: float
         shader: str
         use_alpha: bool
+        cutout: bool
         interpolation: str
         relative: bool
         align: str
@@ -117,6 +119,7 @@ def draw_import_options(layout: Any, owner: Any, *, mode: str, generation: bool 
         col = layout.column(heading="Material", align=True)
         col.prop(owner, "shader")
         col.prop(owner, "use_alpha")
+        col.prop(owner, "cutout")
         col.prop(owner, "interpolation")
         col.prop(owner, "relative")
     if mode == 'AUTO':

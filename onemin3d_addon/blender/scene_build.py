@@ -127,7 +127,7 @@ def import_result(result_file: str | os.PathLike[str], source_image: str | os.Pa
         collection = created.add(bpy.data.collections.new(f"{COLLECTION_PREFIX}{label}"))
         plane_kw: dict[str, Any] = {"size_mode": opts.size_mode, "height": opts.height, "factor": opts.factor,
                     "shader": opts.shader, "use_alpha": opts.use_alpha, "interpolation": opts.interpolation,
-                    "relative": opts.relative, "align": opts.align}
+                    "relative": opts.relative, "align": opts.align, "cutout": opts.cutout}
         if is_model:
             if mode != "AUTO":
                 created.warn(f"The result is a 3D model, so it was imported as a model ({mode.lower()} "
@@ -151,7 +151,7 @@ def import_result(result_file: str | os.PathLike[str], source_image: str | os.Pa
                     created.warn(f"The photo '{source.name}' was not found, so the relief shows the depth map.")
                 relief = import_relief(color, result, collection=collection, resolution=opts.resolution,
                                        strength=opts.strength, invert=opts.invert, smooth=opts.smooth,
-                                       solid=opts.solid, name=f"{label} relief", **plane_kw)
+                                       solid=opts.solid, tear=opts.tear, name=f"{label} relief", **plane_kw)
                 objects = [relief]
                 made = "RELIEF"
         else:

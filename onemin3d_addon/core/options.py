@@ -150,6 +150,9 @@ OPTIONS: Final[tuple[Option, ...]] = (
            RELIEF, min=0.0, max=100.0, soft_max=10.0, ui={"subtype": "PIXEL"}),
     Option("solid", bool, False, "Solid", "Close the relief with a flat back and side walls (watertight, "
                                           "printable)", RELIEF),
+    Option("tear", float, 0.0, "Tear", "Remove the faces that span a depth jump larger than this fraction of the "
+                                       "relief depth, so a subject does not drag a sheet down to the background "
+                                       "(0: off)", RELIEF, min=0.0, max=1.0, ui={"step": 1, "precision": 3}),
     # plane (and the relief's size and material)
     Option("size_mode", str, "ABSOLUTE", "Size Mode", "How the plane is sized", PLANE,
            choices=(Choice("ABSOLUTE", "Absolute", "Use the given height"),
@@ -163,6 +166,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
                     Choice("EMISSION", "Emission", "Emits the image's colours"),
                     Choice("SHADELESS", "Shadeless", "Shows the image's colours unaffected by lighting"))),
     Option("use_alpha", bool, True, "Alpha", "Use the image's alpha channel for transparency", PLANE),
+    Option("cutout", bool, True, "Cut Out", "Cut the relief and the plane to the subject's outline where the "
+                                            "photo is transparent (a photo without alpha keeps its rectangle)", PLANE),
     Option("interpolation", str, "Linear", "Interpolation", "Texture interpolation", PLANE,
            choices=(Choice("Linear", "Linear", "Linear interpolation"),
                     Choice("Closest", "Closest", "No interpolation (sample the closest texel)"),
@@ -253,12 +258,14 @@ class ImportOptions(NamedTuple):
     invert: bool = _default("invert")
     smooth: float = _default("smooth")
     solid: bool = _default("solid")
+    tear: float = _default("tear")
     # plane and relief
     size_mode: str = _default("size_mode")
     height: float = _default("height")
     factor: float = _default("factor")
     shader: str = _default("shader")
     use_alpha: bool = _default("use_alpha")
+    cutout: bool = _default("cutout")
     interpolation: str = _default("interpolation")
     relative: bool = _default("relative")
     align: str = _default("align")
