@@ -1,0 +1,152 @@
+"""bpy-free: the web export's relief: its height grid simplified within an error bound, cut, torn and closed, as the arrays a mesh is written from.
+
+`web_surface(heights, ...)` chains what the other core modules do on a triangle surface (points
+(n, 2) in grid units (col, row), heights (n,), triangles (m, 3) counter-clockwise seen from +Z):
+
+    core/simplify.simplify   adaptive RTIN triangulation, vertical error within `max_error`
+    core/cutout clip         no triangle where the photo's alpha < 0.5 (crossings on the edges)
+    core/cutout tear         no triangle over a height jump above `tear`
+    core/cutout solidify     walls along every boundary edge and a flat back: watertight
+
+and `cutout.surface_arrays` turns the result into the mesh's arrays (positions at the live
+Strength with `lift`, edges, corners, faces, UVs turned for an EXIF-rotated photo). The vertices near a mask
+boundary or a tear are kept at full resolution (`simplify(force=...)`), so the clipped boundary
+stays within one grid cell of the full relief's.
+
+The budget (`MAX_TRIANGLES`) holds for the whole exported relief, walls and back included: a
+solid's top gets about half of it. Nothing here touches Blender.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from . import cutout
+
+Array = npt.NDArray[Any]
+
+#: the web GLB's limits: triangles of one relief, and the long side of an embedded texture
+MAX_TRIANGLES: Final = 50_000
+MAX_TEXTURE_SIDE: Final = 2048
+#: the vertical error bound, as a fraction of the relief's depth, when simplify has no default
+FALLBACK_MAX_ERROR: Final = 0.015
+
+
+def _simplify_module() -> Any:
+    """core/simplify, or None while it is not there (the full grid stands in)."""
+    try:
+        return importlib.import_module(f"{__package__}.simplify")
+    except ImportError:
+        return None
+
+
+def default_max_error() -> float:
+    return float(getattr(_simplify_module(), "DEFAULT_MAX_ERROR", FALLBACK_MAX_ERROR))
+
+
+def full_grid(heights: Array) -> tuple[Array, Array, Array]:
+    """Every grid cell as two triangles: (points (n, 2), heights (n,), triangles (m, 3))."""
+    rows, cols = heights.shape
+    j, i = np.mgrid[0:rows, 0:cols]
+    points = np.stack([i.reshape(-1), j.reshape(-1)], axis=1).astype(np.float64)
+    v = np.arange(rows * cols, dtype=np.int32).reshape(rows, cols)
+    a, b, c, d = v[:-1, :-1], v[:-1, 1:], v[1:, 1:], v[1:, :-1]
+    tris = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    return points, np.asarray(heights, np.float64).reshape(-1), tris.astype(np.int32)
+
+
+def _parts(value: Any) -> tuple[Array, Array, Array]:
+    """(points, heights, triangles) of what simplify returns (a NamedTuple, an object or a tuple)."""
+    if hasattr(value, "points"):
+        return np.asarray(value.points), np.asarray(value.heights), np.asarray(value.triangles)
+    points, heights, triangles = value[:3]
+    return np.asarray(points), np.asarray(heights), np.asarray(triangles)
+
+
+def boundary_band(mask: Array) -> Array:
+    """The grid vertices whose 3×3 neighbourhood holds both sides of `mask` (a bool grid)."""
+    band = np.zeros(mask.shape, bool)
+    padded = np.pad(mask, 1, mode="edge")
+    rows, cols = mask.shape
+    for dj in range(3):
+        for di in range(3):
+            band |= padded[dj:dj + rows, di:di + cols] != mask
+    return band
+
+
+def jump_band(heights: Array, threshold: float) -> Array:
+    """The grid vertices next to a grid edge whose height jump exceeds `threshold`."""
+    jump = np.zeros(heights.shape, bool)
+    dx = np.abs(np.diff(heights, axis=1)) > threshold
+    dy = np.abs(np.diff(heights, axis=0)) > threshold
+    jump[:, :-1] |= dx
+    jump[:, 1:] |= dx
+    jump[:-1] |= dy
+    jump[1:] |= dy
+    band: Array = boundary_band(jump) | jump
+    return band
+
+
+def triangle_count(surface: cutout.Surface) -> int:
+    """Triangles of a polygon surface once triangulated (a k-gon is k - 2)."""
+    sizes: Array = surface.face_sizes
+    return int((sizes - 2).sum())
+
+
+def web_surface(heights: Array, *, alpha: Array | None = None, tear: float = 0.0, solid: bool = False,
+                base: float = 0.0, max_error: float | None = None,
+                max_triangles: int = MAX_TRIANGLES) -> cutout.Surface:
+    """The relief's surface for the web, as a `core.cutout.Surface`.
+
+    `heights` (rows, cols): the height grid, row 0 at the bottom, any unit (the relief's own:
+    object units at Strength 1); `max_error` is a fraction of its range (the relief's depth).
+    `alpha` (rows, cols) 0..1 cuts it at 0.5; `tear` (a fraction of the depth, 0 = off) tears
+    it; `solid` closes it with a flat back `base` below z = 0 (its `z`). At most `max_triangles`
+    triangles in all, back and walls included.
+    """
+    heights = np.asarray(heights, np.float32)
+    lo, hi = float(heights.min()), float(heights.max())
+    span = hi - lo if hi - lo > 1e-12 else 1.0
+    unit = (heights - np.float32(lo)) * np.float32(1.0 / span)  # 0..1 of the depth, as simplify takes it
+    simplify = _simplify_module()
+    force = np.zeros(heights.shape, bool)
+    cut = alpha is not None and bool((np.asarray(alpha) < 0.5).any())
+    if cut:
+        force |= boundary_band(np.asarray(alpha) >= 0.5)
+    if tear > 0.0:
+        force |= jump_band(unit, tear)
+    error = default_max_error() if max_error is None else max_error
+    budget = max_triangles
+    for _ in range(4):
+        if simplify is None:
+            points, top01, triangles = full_grid(unit)
+        else:
+            points, top01, triangles = _parts(simplify.simplify(
+                unit, max_error=error, force=force if force.any() else None, max_triangles=budget))
+        surface = cutout.triangle_surface(points, lo + np.asarray(top01, np.float64) * span, triangles)
+        if tear > 0.0:
+            surface = cutout.tear(surface, tear * span)
+        if cut:
+            assert alpha is not None
+            ij = np.rint(surface.points).astype(np.intp)
+            surface = cutout.clip(surface, np.asarray(alpha, np.float32)[ij[:, 1], ij[:, 0]])
+        if solid:
+            surface = cutout.solidify(surface, base)
+        count = triangle_count(surface)
+        if count <= max_triangles or simplify is None or budget <= 2:
+            return surface
+        budget = max(2, int(budget * max_triangles / count * 0.97))
+    return surface
+
+
+def fit_within(width: int, height: int, limit: int = MAX_TEXTURE_SIDE) -> tuple[int, int]:
+    """(width, height) scaled down to at most `limit` on the long side (never up), aspect kept."""
+    long_side = max(width, height)
+    if long_side <= limit:
+        return width, height
+    scale = limit / long_side
+    return max(1, round(width * scale)), max(1, round(height * scale))
