@@ -74,6 +74,11 @@ class HistoryEntry:
     times: dict[str, float] = field(default_factory=dict)   # stage -> start timestamp
     files: list[str] = field(default_factory=list)  # more files of this job (an extracted zip...)
     version: int = SCHEMA_VERSION
+    # the background removal before the generation (pipeline.Checkpoint.bg_*): its request may
+    # have reached 1min.ai, its uuid, and its downloaded, checked cut-out
+    bg_sent: bool = False
+    bg_uuid: str | None = None
+    bg_file: str | None = None
 
 
 _FIELDS = {f.name for f in fields(HistoryEntry)}
@@ -134,7 +139,7 @@ class History:
         with self._lock:
             entry = self.load(id)
             if delete_files and entry is not None:
-                for name in [entry.result_file, *entry.files]:
+                for name in [entry.result_file, entry.bg_file, *entry.files]:
                     if name:
                         self._delete_inside(Path(name))
             path.unlink(missing_ok=True)
@@ -174,9 +179,9 @@ class History:
         """
         out = []
         for e in self.entries():
-            if not (e.uuid or e.result_file) or e.state == "imported":
+            if not (e.uuid or e.result_file or _bg_paid(e)) or e.state == "imported":
                 continue
-            if e.state == "cancelled" and not (e.uuid and not e.result_file):
+            if e.state == "cancelled" and not ((e.uuid or _bg_paid(e)) and not e.result_file):
                 continue
             if e.state == "failed" and e.error_kind not in RESUMABLE_ERRORS:
                 continue
@@ -277,13 +282,21 @@ def _fsync_dir(folder: Path) -> None:
 def fetchable(e: HistoryEntry) -> bool:
     """A generation with a uuid whose result polling and downloading again may still bring, free
     (whatever stopped it: a crash, a cancel, a fault while fetching, a damaged download)."""
-    return bool(e.uuid) and not (e.state == "failed" and e.error_kind in DEAD_ERRORS)
+    return (bool(e.uuid) or _bg_paid(e)) and not (e.state == "failed" and e.error_kind in DEAD_ERRORS)
+
+
+def _bg_paid(e: HistoryEntry) -> bool:
+    """A background removal with a uuid or a cut-out, before any generation was sent: going on
+    fetches the cut-out free, then sends the generation for the first time."""
+    return bool(e.bg_uuid or e.bg_file) and not (e.generation_sent or e.uuid or e.result_file)
 
 
 def unanswered(e: HistoryEntry) -> bool:
     """The generation request may have reached 1min.ai (and been charged), but no uuid came back:
     nothing can fetch it, and it is never sent again without the user asking."""
-    return e.generation_sent and not e.uuid and not e.result_file
+    if e.uuid or e.result_file:
+        return False
+    return e.generation_sent or (e.bg_sent and not e.bg_uuid and not e.bg_file)
 
 
 def is_secret_name(name: str) -> bool:
@@ -366,6 +379,7 @@ def _check_types(e: HistoryEntry) -> None:
         "blend_file": opt(e.blend_file, str),
         "times": isinstance(e.times, dict) and all(isinstance(v, _NUMBER) for v in e.times.values()),
         "files": isinstance(e.files, list) and all(isinstance(v, str) for v in e.files),
+        "bg_sent": isinstance(e.bg_sent, bool), "bg_uuid": opt(e.bg_uuid, str), "bg_file": opt(e.bg_file, str),
     }
     bad = [name for name, ok in checks.items() if not ok]
     if bad:

@@ -78,6 +78,9 @@ class Request:
     max_download_bytes: int = results.MAX_RESULT_BYTES
     model: str = MODEL  # the API model id: protocol.MODEL ("stable-image") or protocol.TRELLIS_MODEL
     remove_background: bool = False  # BACKGROUND_REMOVER first; its cut-out is what the 3D model gets
+    #: the cut-out is uploaded again for the 3D step (the safe default); False sends the removal's
+    #: own storage key as the imageUrl instead (the stand-in takes both; 1min.ai's answer is unknown)
+    reupload_cutout: bool = True
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,9 @@ class _Job:
         if not self.request.remove_background:
             return self._upload(client, self._prepare(work_dir))
         cutout = self._cutout(client, work_dir)
+        keys = self.state.bg_record.result_keys if self.state.bg_record is not None else ()
+        if not self.request.reupload_cutout and keys:
+            return keys[0]
         self._enter("upload")
         self.report("upload", 0.0, "uploading the cut-out")
         prepared = images.prepare(cutout, self.request.max_side, self.request.allow_upscale, work_dir=work_dir)

@@ -5,8 +5,10 @@ For a history entry, in this order:
 * IMPORT: its result is on disk, whole (`results.sniff_file`), and its import did not fail; it
   is imported from there, with no request;
 * FETCH: its generation has a uuid and may still be fetched: polled and downloaded again, free
-  (after a crash, a cancel, a fault while fetching, a damaged download or a failed import);
-* REFUSE: it was sent but never answered (`history.unanswered`): it may have been charged and
+  (after a crash, a cancel, a fault while fetching, a damaged download or a failed import); or
+  its background removal has a uuid or a cut-out and no generation was sent yet: the cut-out is
+  fetched again, free, and the generation is sent for the first time;
+* REFUSE: it (or its background removal) was sent but never answered (`history.unanswered`): it may have been charged and
   nothing can fetch it, so it is never sent again unless the user asks (Generate, --regenerate);
 * NOTHING: nothing usable; a new generation is the only way to a result.
 
@@ -18,9 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .history import HistoryEntry, fetchable, unanswered
+
+if TYPE_CHECKING:
+    from .pipeline import Checkpoint
 
 IMPORT: Final = "import"
 FETCH: Final = "fetch"
@@ -61,3 +66,13 @@ def decide(entry: HistoryEntry, *, retry_import: bool = False, new_options: bool
     if result is not None and retry_import:
         return Decision(IMPORT, entry, result)
     return Decision(NOTHING, entry)
+
+
+def checkpoint_for(entry: HistoryEntry) -> Checkpoint:
+    """The pipeline checkpoint that goes on from `entry` (FETCH or REFUSE): everything journalled
+    of both paid steps, so `pipeline.run` pays for neither again."""
+    from .pipeline import Checkpoint
+
+    return Checkpoint(asset_key=entry.asset_key, uuid=entry.uuid, sent=entry.generation_sent,
+                      bg_sent=entry.bg_sent, bg_uuid=entry.bg_uuid,
+                      bg_file=Path(entry.bg_file) if entry.bg_file else None)
