@@ -589,6 +589,43 @@ def test_an_exit_2_still_writes_the_report(server, photos, tmp_path):
     assert proc.returncode == 2 and "ONEMIN_API_KEY" in report_of(report)["error"]
 
 
+#: Opens each .blend in a fresh bpy process and prints its reliefs' vertex and face counts
+COUNT_RELIEFS = """
+import json, sys
+import bpy
+seen = {}
+for blend in sys.argv[1:]:
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    seen[blend] = [[len(o.data.vertices), len(o.data.polygons)] for o in bpy.data.objects
+                   if o.get("onemin3d_kind") == "RELIEF"]
+print("COUNTS" + json.dumps(seen))
+"""
+
+
+def test_a_photo_with_alpha_is_cut_out_unless_no_cutout_and_tear_is_passed_on(server, tmp_path):
+    y, x = np.mgrid[0:512, 0:512] + 0.5
+    alpha = np.where(np.hypot(x - 256, y - 256) < 200, 255, 0).astype(np.uint8)
+    photo = tmp_path / "disc.png"
+    Image.fromarray(np.dstack([np.full((512, 512, 3), 180, np.uint8), alpha]), "RGBA").save(photo)
+    blends = {}
+    for name, extra in (("cut", ["--tear", "0.5"]), ("whole", ["--no-cutout"])):
+        out = tmp_path / name
+        proc = run_cli([photo, "--output-dir", out, "--mode", "displacement", "--resolution", "33",
+                        "--json", out / "report.json", *extra], cli_env(server))
+        assert proc.returncode == 0, proc.stderr
+        blends[name] = str(out / "disc.blend")
+    report = report_of(tmp_path / "cut" / "report.json")
+    assert report["settings"]["tear"] == 0.5 and report["settings"]["cutout"] is True
+    proc = subprocess.run([sys.executable, "-c", COUNT_RELIEFS, *blends.values()],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("COUNTS"))[len("COUNTS"):])
+    (whole_v, whole_f), = counts[blends["whole"]]
+    (cut_v, cut_f), = counts[blends["cut"]]
+    assert (whole_v, whole_f) == (33 * 33, 32 * 32)
+    assert cut_f < 0.85 * whole_f  # the disc covers π·200²/512² ≈ 48 % of the photo
+
+
 def test_readme_and_help_say_async_is_the_default_and_quote_the_refusal():
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert UNANSWERED in readme

@@ -303,10 +303,10 @@ def relief_mesh(name: str, heights: Array, *, width: float, height: float, solid
 
 def _cut_surface(heights: Array, alpha: Array | None, tear: float, solid: bool, base: float) -> cut.Surface:
     surface = cut.grid_surface(heights)
+    if alpha is not None:  # first: the alpha has one value per grid point
+        surface = cut.clip(surface, alpha.reshape(-1))
     if tear > 0.0:
         surface = cut.tear(surface, tear)
-    if alpha is not None:
-        surface = cut.clip(surface, alpha.reshape(-1))
     if not len(surface.face_starts):
         raise ImportFailed("Nothing of the relief is left once cut out and torn: raise Tear (or set it to 0), "
                            "or turn Cut Out off.")

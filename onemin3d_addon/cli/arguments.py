@@ -155,6 +155,13 @@ def build_parser(prog: str = "image_to_3d.py") -> _Parser:
                           f"{_range('smooth')} (default: %(default)s)")
     imp.add_argument("--solid", action="store_true", default=_default("solid"),
                      help="relief: close it into a watertight solid with a flat back (printable)")
+    imp.add_argument("--tear", type=_option("tear"), default=_default("tear"), metavar="THRESHOLD",
+                     help="relief: remove the faces that span a depth jump above THRESHOLD, a fraction of the "
+                          f"relief depth, {_range('tear')}, so a subject does not drag a sheet down to the "
+                          "background (default: %(default)s, off)")
+    imp.add_argument("--no-cutout", dest="cutout", action="store_false", default=_default("cutout"),
+                     help="keep the whole rectangle of a photo with transparency (by default a relief or plane "
+                          "is cut to where its photo's alpha is at least 0.5)")
     imp.add_argument("--size", type=_option("height"), default=None,
                      help="height of a plane or relief, longest side of a model, in metres (default: "
                           f"{_default('height'):g} for a plane or relief, {_default('target_size'):g} for a model)")
@@ -234,6 +241,8 @@ def import_options(args: argparse.Namespace) -> dict[str, Any]:
         "invert": args.invert,
         "smooth": args.smooth,
         "solid": args.solid,
+        "tear": args.tear,
+        "cutout": args.cutout,
     }
     if args.size is not None:
         chosen["height"] = args.size        # a plane's or relief's height

@@ -5,21 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import addon_harness
 import numpy as np
 import pytest
 from PIL import Image
 
 from onemin3d_addon.blender import scene_build as sb
 
+addon = addon_harness.addon  # fixtures
+blender = addon_harness.blender
+
 Blend = Any  # tests/blender/conftest.py: the empty_blend fixture's value
 
 W, H = 200, 150  # the photo: a ring (outer radius 60 px, hole 20 px) centred at (100, 75)
 
 
-def ring_photo(path: Path, *, alpha: bool = True) -> Path:
-    y, x = np.mgrid[0:H, 0:W].astype(np.float64) + 0.5
+def ring_photo(path: Path, *, alpha: bool = True, scale: int = 1) -> Path:
+    """The ring photo, `scale` times larger (the upload wants 512 px at least)."""
+    y, x = (np.mgrid[0:H * scale, 0:W * scale].astype(np.float64) + 0.5) / scale
     r = np.hypot(x - 100.0, y - 75.0)
-    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb = np.zeros((H * scale, W * scale, 3), np.uint8)
     rgb[..., 0] = 200
     rgb[..., 1] = (x * 255 / W).astype(np.uint8)
     if alpha:
@@ -146,8 +151,37 @@ def test_tear_removes_the_faces_over_a_depth_jump(empty_blend: Blend, solid: boo
         assert non_manifold(torn.data) == (0, 0)
 
 
+def test_a_cut_out_and_torn_solid_is_still_watertight(empty_blend: Blend) -> None:
+    obj = relief(empty_blend, ring_photo(empty_blend.tmp / "ring.png"), depth_map(empty_blend.tmp / "step.png",
+                                                                                  step=True), tear=0.3, solid=True)
+    whole = relief(empty_blend, ring_photo(empty_blend.tmp / "ring2.png"), solid=True)
+    assert non_manifold(obj.data) == (0, 0) and not obj.data.validate(verbose=False)
+    assert len(obj.data.polygons) != len(whole.data.polygons)
+
+
 def _sharp(mesh: Any) -> np.ndarray:
     out = np.zeros(len(mesh.polygons), bool)
     if "sharp_face" in mesh.attributes:
         mesh.attributes["sharp_face"].data.foreach_get("value", out)
     return out
+
+
+def test_the_api_cuts_out_by_default_and_takes_cutout_and_tear(addon: Any, stand_in: Any, tmp_path: Path) -> None:
+    from addon_harness import pump_until
+
+    from onemin3d_addon import api
+
+    photo = ring_photo(tmp_path / "ring.png", scale=4)
+    made = {}
+    for name, options in (("cut", {}), ("whole", {"cutout": False}), ("torn", {"tear": 0.02, "cutout": False})):
+        job = api.submit(photo, mode="displacement", resolution=41, name=name, **options)
+        pump_until(lambda job=job: job.done)  # type: ignore[misc]
+        assert job.state == "imported", job.error_message
+        made[name] = job.objects[0]
+    full = 41 * 31
+    assert len(made["whole"].data.vertices) == full
+    r = radius_px(positions(made["cut"].data), W / H)
+    assert len(made["cut"].data.vertices) < 0.75 * full and r.max() < 60 + W / 40
+    assert len(made["torn"].data.polygons) < 40 * 30  # the stand-in's depth map has jumps above 2 %
+    with pytest.raises(ValueError, match="tear"):
+        api.submit(photo, tear=2.0)

@@ -24,6 +24,13 @@ def test_the_defaults_are_the_schemas() -> None:
     assert args.mode == str(options.MODE.default).lower()
 
 
+def test_no_cutout_keeps_the_rectangle_and_tear_takes_a_threshold() -> None:
+    assert arguments.import_options(_parse())["cutout"] is True
+    assert arguments.import_options(_parse())["tear"] == 0.0
+    chosen = arguments.import_options(_parse("--no-cutout", "--tear", "0.25"))
+    assert chosen["cutout"] is False and chosen["tear"] == 0.25
+
+
 def test_size_sets_both_sizes() -> None:
     assert arguments.import_options(_parse("--size", "3"))[("height")] == 3.0
     assert arguments.import_options(_parse("--size", "3"))["target_size"] == 3.0
@@ -38,7 +45,7 @@ def test_the_mode_choices_are_the_schemas_in_any_case() -> None:
 
 
 @pytest.mark.parametrize(("flag", "name"), [("--resolution", "resolution"), ("--strength", "strength"),
-                                            ("--smooth", "smooth")])
+                                            ("--smooth", "smooth"), ("--tear", "tear")])
 def test_the_limits_are_the_schemas(flag: str, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     low, high = options.limits(name)
     assert low is not None and high is not None
