@@ -676,3 +676,51 @@ def test_command_line_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- the other feature and model (issue 15) --------------------------------------------------
+
+
+def test_background_remover_answers_a_feathered_cutout_and_charges_its_price(stand_in: FakeOneMinServer,
+                                                                             image_key: str) -> None:
+    before = stand_in.used_credit
+    body = {"type": "BACKGROUND_REMOVER", "model": "stable-image",
+            "promptObject": {"imageUrl": image_key, "output_format": "png"}}
+    rec = features(stand_in, body).json()["aiRecord"]
+    assert (rec["status"], rec["type"], rec["model"]) == ("SUCCESS", "BACKGROUND_REMOVER", "stable-image")
+    assert stand_in.used_credit - before == fos.PRICES[("BACKGROUND_REMOVER", "stable-image")] == 20_000
+    (key,) = rec["aiRecordDetail"]["resultObject"]
+    with Image.open(io.BytesIO(requests.get(rec["temporaryUrl"], timeout=10).content)) as im:
+        assert (im.format, im.mode, im.size) == ("PNG", "RGBA", (800, 600))  # the photo's own size
+        rgba = np.asarray(im)
+    alpha = rgba[..., 3]
+    assert alpha[300, 700] == 0 and alpha[int(0.32 * 600), int(0.32 * 800)] == 255  # background, disc
+    assert 0 < np.count_nonzero((alpha > 0) & (alpha < 255)) < 0.05 * alpha.size  # a feathered edge
+    assert rgba[int(0.32 * 600), int(0.32 * 800), 0] > 180  # the photo's colours are kept
+    # its storage key is an imageUrl the 3D feature takes, as an uploaded asset's is
+    assert generate(stand_in, key).status_code == 200
+
+
+def test_trellis_answers_a_glb_at_its_price_and_unknown_models_are_refused(stand_in: FakeOneMinServer,
+                                                                           image_key: str) -> None:
+    stand_in.result = "depth"  # stable-image's kind; Trellis answers a model whatever it is
+    before = stand_in.used_credit
+    rec = features(stand_in, {**FEATURE, "model": "Qubico/trellis",
+                              "promptObject": {"imageUrl": image_key}}).json()["aiRecord"]
+    assert rec["model"] == "Qubico/trellis" and stand_in.used_credit - before == 40_000
+    assert requests.get(rec["temporaryUrl"], timeout=10).content[:4] == b"glTF"
+    assert generate(stand_in, image_key).json()["aiRecord"]["teamUser"]["usedCredit"] - before == 60_000
+    for body in ({**FEATURE, "model": "Qubico/other"}, {"type": "BACKGROUND_REMOVER", "model": "Qubico/trellis"}):
+        refused = features(stand_in, {**body, "promptObject": {"imageUrl": image_key}})
+        assert refused.status_code == 400 and refused.json()["errorCode"] == "UNSUPPORTED_MODEL"
+    assert stand_in.used_credit - before == 60_000
+
+
+def test_faults_apply_to_the_background_remover(stand_in: FakeOneMinServer, image_key: str) -> None:
+    body = {"type": "BACKGROUND_REMOVER", "model": "stable-image", "promptObject": {"imageUrl": image_key}}
+    stand_in.inject("status-failure", stage="generate")
+    assert features(stand_in, body).json()["aiRecord"]["status"] == "FAILURE"
+    stand_in.inject("500", stage="generate")
+    before = stand_in.used_credit
+    assert features(stand_in, body).status_code == 500
+    assert stand_in.used_credit - before == 20_000  # the origin did the work, the answer was lost
