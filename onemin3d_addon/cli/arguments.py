@@ -23,7 +23,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: what a folder is searched for (the add-on's one list); anything but JPEG/PNG/WebP is converted
 #: before the upload
 IMAGE_SUFFIXES = images.IMAGE_SUFFIXES
-EXPORT_FORMATS = ("glb", "fbx", "obj", "stl")
+EXPORT_FORMATS = ("glb", "fbx", "obj", "stl", "web", "usdz")
+#: the file name ending of each export format (web: a GLB made small for web viewers)
+EXPORT_SUFFIXES = {"web": "web.glb"}
 #: --mode's values: the schema's modes and their other spellings, in lower case
 MODES = tuple(v.lower() for v in (*options.choices("import_mode"), *options.MODE.aliases))
 MAX_JOBS = 8
@@ -31,6 +33,11 @@ RESULT_DIR_NAME = "onemin3d-results"
 #: after Ctrl-C, how long to wait for jobs to acknowledge the cancel before leaving them behind
 CANCEL_GRACE = 10.0
 
+
+
+def export_name(name: str, fmt: str) -> str:
+    """The file name of the `fmt` export of the result called `name`."""
+    return f"{name}.{EXPORT_SUFFIXES.get(fmt, fmt)}"
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -62,7 +69,9 @@ inputs:
 where things go:
   --output OUT.blend     one scene with every result side by side, each in its own collection
   --output-dir DIR       one DIR/<image name>.blend per image
-  --export FMT           also DIR/<image name>.FMT (next to the .blend) for each result
+  --export FMT           also DIR/<image name>.FMT (next to the .blend) for each result; web:
+                         <image name>.web.glb, small for <model-viewer> and three.js (reliefs
+                         simplified, textures at most 2048 px); usdz: for AR Quick Look on iOS
   --render PATH          PATH ending in .png: one preview of the whole scene (--output only);
                          a folder: one preview per result, <folder>/<image name>.png
   --result-dir DIR       where every paid result is kept, with its history journal
@@ -80,6 +89,7 @@ examples:
   %(prog)s "shots/*.png" --mode displacement --strength 0.2 --solid --output relief.blend \\
       --render relief.png
   %(prog)s shots/ --output-dir out/ --resume      # after a failure or Ctrl-C: no credits spent twice
+  %(prog)s shots/ --model trellis --remove-background --dry-run   # what it would cost; sends nothing
 
 sync and async:
   Generations are asynchronous by default: each starts at once and is polled, and its id is kept in
@@ -124,12 +134,15 @@ def build_parser(prog: str = "image_to_3d.py") -> _Parser:
                    help="also look for images in sub-folders (and let ** in patterns match them)")
 
     out = p.add_argument_group("output")
-    where = out.add_mutually_exclusive_group(required=True)
+    # one of them is required, except with --dry-run (parse() checks it)
+    where = out.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", type=Path, metavar="OUT.blend",
                        help="one .blend with every result, side by side, each in its own collection")
     where.add_argument("-d", "--output-dir", type=Path, metavar="DIR", help="one .blend per image in DIR")
-    out.add_argument("--export", choices=EXPORT_FORMATS, metavar="{glb,fbx,obj,stl}",
-                     help="also export each result in this format next to its .blend")
+    out.add_argument("--export", choices=EXPORT_FORMATS, metavar="{" + ",".join(EXPORT_FORMATS) + "}",
+                     help="also export each result in this format next to its .blend (web: a small GLB "
+                          "for web pages, reliefs simplified to at most 50,000 triangles; usdz: for AR "
+                          "Quick Look on iPhone and iPad)")
     out.add_argument("--render", action="append", default=[], metavar="PNG|DIR",
                      help="render a small Cycles preview: a .png path renders the whole scene, a folder "
                           "one picture per result (may be given twice)")
@@ -162,6 +175,17 @@ def build_parser(prog: str = "image_to_3d.py") -> _Parser:
     imp.add_argument("--no-cutout", dest="cutout", action="store_false", default=_default("cutout"),
                      help="keep the whole rectangle of a photo with transparency (by default a relief or plane "
                           "is cut to where its photo's alpha is at least 0.5)")
+    gen = p.add_argument_group("generation (what is paid for; --dry-run says how much)")
+    gen.add_argument("--model", type=_choice("model"), default=_default("model"), metavar="{stable-image,trellis}",
+                     help="stable-image: Stable Image Core, a depth map raised into a relief; trellis: Trellis 3D "
+                          "by Microsoft (sent as Qubico/trellis), a 3D model (default: %(default)s)")
+    gen.add_argument("--remove-background", action="store_true", default=_default("remove_background"),
+                     help="first cut the subject out of each photo with 1min.ai's background remover (a second, "
+                          "paid request); the relief and plane are then cut to its outline")
+    gen.add_argument("--dry-run", action="store_true",
+                     help="print what the batch would cost, per photo and in total (with --resume: what is "
+                          "already paid for costs 0), then exit 0; nothing is sent (not even an upload), "
+                          "nothing is written, and no API key is needed")
     imp.add_argument("--size", type=_option("height"), default=None,
                      help="height of a plane or relief, longest side of a model, in metres (default: "
                           f"{_default('height'):g} for a plane or relief, {_default('target_size'):g} for a model)")
@@ -206,6 +230,14 @@ def build_parser(prog: str = "image_to_3d.py") -> _Parser:
     return p
 
 
+def parse(parser: _Parser, argv: Sequence[str]) -> argparse.Namespace:
+    """The arguments, or SystemExit as argparse exits (an output is required, except with --dry-run)."""
+    args = parser.parse_args(argv)
+    if args.output is None and args.output_dir is None and not args.dry_run:
+        parser.error("one of the arguments -o/--output -d/--output-dir is required")
+    return args
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or not math.isfinite(value):
@@ -243,6 +275,8 @@ def import_options(args: argparse.Namespace) -> dict[str, Any]:
         "solid": args.solid,
         "tear": args.tear,
         "cutout": args.cutout,
+        "model": args.model,
+        "remove_background": args.remove_background,
     }
     if args.size is not None:
         chosen["height"] = args.size        # a plane's or relief's height
@@ -259,6 +293,20 @@ def _range(name: str) -> str:
     if high is None:
         return f"at least {low:g}"
     return f"{low:g} to {high:g}"
+
+
+def _choice(name: str) -> Callable[[str], str]:
+    """An argparse type that reads one of the schema's choices (or an alias), in any case."""
+    option = options.get(name)
+
+    def parse(text: str) -> str:
+        try:
+            return str(option.check(text))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = name
+    return parse
 
 
 def _option(name: str) -> Callable[[str], Any]:

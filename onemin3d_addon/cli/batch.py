@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import glob
-import json
 import logging
 import shlex
 import time
@@ -21,10 +18,11 @@ from ..blender.finish import (
     render_preview,
     save_blend,
 )
-from .arguments import CANCEL_GRACE, EXPORT_FORMATS, StepFailed, UsageError, import_options
+from .arguments import CANCEL_GRACE, StepFailed, UsageError, export_name, import_options
 from .console import Console, Interrupt
 from .inputs import Config, Item, _sha256
 from .logs import _blender_output_to_log
+from .previous import Previous, load_previous, regenerated
 from .report import write_report
 
 log = logging.getLogger("onemin3d.image_to_3d")
@@ -95,7 +93,7 @@ class Batch:
                 log.warning("some job threads did not stop within 5 s")
 
     def _run(self) -> None:
-        previous = load_previous(self.config, self.history) if self.args.resume else None
+        previous = load_previous(self.args.report, self.history) if self.args.resume else None
         pending: list[Item] = []
         for item in self.items:
             if item.path is None:
@@ -152,15 +150,7 @@ class Batch:
 
     def _regenerate(self, item: Item) -> bool:
         """--regenerate names this image (by path, or by file name)."""
-        assert item.path is not None
-        for given in self.args.regenerate:
-            target = Path(given).expanduser()
-            if target.name == given and item.path.name == given:
-                return True
-            with contextlib.suppress(OSError):
-                if target.resolve() == item.path:
-                    return True
-        return False
+        return regenerated(item, self.args.regenerate)
 
     def _submit(self, item: Item, resume: Any) -> None:
         from ..core import errors
@@ -177,7 +167,7 @@ class Batch:
                 ca_bundle=str(self.args.ca_bundle) if self.args.ca_bundle else None,
                 allow_upscale=self.args.upscale, resume=resume,
                 metadata={"tool": "image_to_3d", "sha256": item.sha256},
-                **import_options(self.args))
+                **{**import_options(self.args), **(item.generation or {})})
         except errors.Onemin3DError as exc:
             item.fail(cli_message(exc), stage="queued", error_type=type(exc).__name__)
             self.console.finished(item)
@@ -386,7 +376,7 @@ class Batch:
                     continue
                 self._set_stage(it, "export", show=per_file)
                 t0 = time.perf_counter()
-                target = blend.parent / f"{it.name}.{self.args.export}"
+                target = blend.parent / export_name(it.name, self.args.export)
                 try:
                     with _blender_output_to_log():
                         export_collection(bpy, it.collection, target, self.args.export)
@@ -453,16 +443,15 @@ class Batch:
         if not blend.is_file() or known is None:
             return False
         # everything the arguments ask for must be there, or "--resume to try again" would skip it
-        if self.args.export and not (blend.parent / f"{item.name}.{self.args.export}").is_file():
+        if self.args.export and not (blend.parent / export_name(item.name, self.args.export)).is_file():
             return False
         if any(not (folder / f"{item.name}.png").is_file() for folder in self.config.render_dirs):
             return False
         item.status, item.stage, item.reused, item.resumed_from = "skipped", "done", True, "result"
         item.blend_file, item.result_file = blend, known
         item.started = item.finished = time.time()
-        for ext in EXPORT_FORMATS:
-            if (blend.parent / f"{item.name}.{ext}").is_file() and ext == self.args.export:
-                item.exports.append(blend.parent / f"{item.name}.{ext}")
+        if self.args.export:
+            item.exports.append(blend.parent / export_name(item.name, self.args.export))
         self.console.finished(item)
         return True
 
@@ -513,81 +502,3 @@ def unanswered_text(photo: str) -> str:
 
 def _quoted(photo: str) -> str:
     return shlex.quote(photo)
-
-
-# --- resume --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Previous:
-    """What earlier runs left: history entries and report items, looked up by image."""
-
-    entries: list[Any]
-    report: dict[str, dict[str, Any]]
-
-    def _entries_for(self, item: Item) -> list[Any]:
-        out = []
-        for e in self.entries:
-            if e.source_path != str(item.path):
-                continue
-            settings = e.settings or {}
-            digest = (settings.get("metadata") or {}).get("sha256") or settings.get("sha256")
-            if digest and item.sha256 and digest != item.sha256:
-                continue  # the file changed since: its old result is not this image's
-            out.append(e)
-        return out  # newest first, as History.entries() returns them
-
-    def result_for(self, item: Item) -> Path | None:
-        """A result file an earlier run left for this image, whole and not known to be damaged
-        (core.resume's IMPORT), else the one its report names."""
-        from ..core import resume
-
-        for e in self._entries_for(item):
-            decision = resume.decide(e)
-            if decision.action == resume.IMPORT:
-                return decision.result_file
-        rep = self.report.get(str(item.path))
-        if rep and rep.get("status") in ("converted", "skipped"):
-            if not rep.get("sha256") or rep.get("sha256") == item.sha256:
-                res = (rep.get("files") or {}).get("result")
-                if res and Path(res).is_file():
-                    return Path(res)
-        return None
-
-    def checkpoint_for(self, item: Item, pipeline: Any) -> Any:
-        """Where this image goes on from: a result on disk, a generation to fetch again (free), a
-        generation that may have been charged but can never be fetched (refused by the pipeline,
-        never sent again), or None: nothing usable, the image is generated."""
-        from ..core import resume
-
-        result = self.result_for(item)
-        if result is not None:
-            item.reused, item.resumed_from = True, "result"
-            return pipeline.Checkpoint(result_file=result)
-        for e in self._entries_for(item):  # newest first
-            decision = resume.decide(e)
-            if decision.action == resume.FETCH:
-                # paid for: poll its uuid and download again (also after a damaged download or import)
-                item.reused, item.resumed_from = True, "generation"
-                return pipeline.Checkpoint(asset_key=e.asset_key, uuid=e.uuid)
-            if decision.action == resume.REFUSE:
-                # Sent (sync, or cut off before the answer) and never answered: it may be charged, and
-                # nothing can fetch it. pipeline.run() refuses this checkpoint in one sentence that
-                # names the photo, instead of paying again behind the user's back (--regenerate asks).
-                item.resumed_from = "interrupted generation"
-                return pipeline.Checkpoint(asset_key=e.asset_key, sent=True)
-        return None
-
-
-def load_previous(config: Config, history: Any) -> Previous:
-    report: dict[str, dict[str, Any]] = {}
-    path = config.args.report
-    if path is not None and path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            for entry in data.get("items", []):
-                if entry.get("path"):
-                    report[entry["path"]] = entry
-        except (OSError, ValueError) as exc:
-            log.warning("the previous report %s could not be read (%s); using the history only", path, exc)
-    return Previous(entries=history.entries(), report=report)

@@ -46,6 +46,9 @@ class Item:
     resumed_from: str | None = None
     uuid: str | None = None
     credits_left: int | None = None
+    # the model and background removal journalled for the generation this item goes on from
+    # (--resume): sent instead of the command line's, so a resume never changes what is paid for
+    generation: dict[str, Any] | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     started: float | None = None
     finished: float | None = None

@@ -128,13 +128,17 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "image_to_3d", hermet
             stream.reconfigure(errors="replace")  # type: ignore[union-attr]
     arguments = script_argv(sys.argv) if argv is None else list(argv)
     try:
-        args = parser.parse_args(arguments)
+        args = arguments_module.parse(parser, arguments)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
         code = int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
         if code == EXIT_USAGE:
             write_usage_report(_report_argument(arguments), [], f"bad arguments: {parser.last_error or 'see --help'}")
         return code
 
+    if args.dry_run:  # before anything is configured: no folder, log, Blender or key
+        from . import dry_run
+
+        return dry_run.run(args, prog, defaults)
     if hermetic:
         _hermetic_user_folder()  # before anything can import bpy (the add-on package may)
     from ..core import errors
