@@ -18,9 +18,11 @@ from .core.errors import get_logger  # bpy-free
 log = get_logger(__name__)
 
 #: Registered in this order, unregistered in reverse: property groups before the preferences
-#: and operators that point at them; `blender -c onemin3d` (command); the runtime last, so it
-#: starts with everything in place and is the first to stop (cancelling jobs and joining threads).
-_SUBMODULES = ("properties", "preferences", "operators", "panels", "command", "runtime")
+#: and operators that point at them; `blender -c onemin3d` (command); the runtime's lifecycle
+#: last, so the runtime starts with everything in place and is the first to stop (cancelling jobs
+#: and joining threads). `lifecycle` installs the runtime's callbacks without importing it: the
+#: runtime is loaded on first use (scripts/bench.py startup).
+_SUBMODULES = ("properties", "preferences", "operators", "panels", "command", "lifecycle")
 
 
 def _modules() -> list[ModuleType]:

@@ -16,7 +16,6 @@ Works with the add-on enabled or not (then the defaults and environment variable
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -107,7 +106,7 @@ def submit(image: Any, *, mode: str = "auto", api_key: str | None = None, base_u
         if job_kw.get(key):
             changes[key] = str(job_kw[key])
     if changes:
-        conn = dataclasses.replace(conn, **changes)
+        conn = conn._replace(**changes)
 
     scene = job_kw.get("scene")
     scene_name = scene if isinstance(scene, str) else getattr(scene, "name", None)

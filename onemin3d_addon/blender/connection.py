@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import bpy
 
@@ -81,11 +80,13 @@ def result_folder(prefs: Any = None) -> Path:
     return default_result_folder()
 
 
-@dataclass(frozen=True)
-class ConnectionSettings:
-    """What a job needs from the preferences, copied on the main thread at submit time."""
+class ConnectionSettings(NamedTuple):
+    """What a job needs from the preferences, copied on the main thread at submit time; its repr
+    leaves the key out. Build it with keywords, change it with `_replace`. A NamedTuple, not a
+    frozen dataclass: this module is imported when the add-on is enabled, and a NamedTuple class
+    costs a fraction of a frozen dataclass to define (scripts/bench.py startup)."""
 
-    api_key: str = field(repr=False)
+    api_key: str
     key_source: str
     base_url: str
     use_async: bool = True
@@ -96,6 +97,10 @@ class ConnectionSettings:
     result_folder: Path = Path()
     proxy: str | None = None
     ca_bundle: str | None = None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self._asdict().items() if name != "api_key")
+        return f"{type(self).__name__}({shown})"
 
 
 def connection_settings(context: Any = None, *, api_key: str | None = None,

@@ -9,7 +9,6 @@ traceback and reported generically. The last error is also kept for the panel.
 
 # No `from __future__ import annotations`: Blender reads the property annotations as objects.
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +17,12 @@ from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProp
 
 from ..core.errors import ImageError, Onemin3DError, get_logger, user_message
 from ..core.options import IMAGE_SUFFIXES
-from . import connection, properties, runtime
+from . import connection, lifecycle, properties  # not the runtime: it is imported on first use (lifecycle)
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
+
+    from .runtime import Job
 else:
     OperatorReturnItems = str
 #: What execute() and invoke() return.
@@ -43,7 +44,7 @@ def set_last_error(context: Any, message: str) -> None:
     state = properties.window_state(context)
     if state is not None:
         state.last_error = message
-    rt = runtime.peek_runtime()
+    rt = lifecycle.peek_runtime()
     if rt is not None:
         rt.last_error = message
 
@@ -82,6 +83,8 @@ def source_to_file(image: Any, folder: Path) -> Path:
     stem = bpy.path.clean_name(Path(image.name).stem) or "image"
     if image.packed_file and not image.is_dirty:
         # The packed bytes are the original file: keep them as they are, no re-encode.
+        import tempfile  # on first use: it loads shutil, bz2 and lzma, too much for enabling the add-on
+
         suffix = Path(image.filepath).suffix.lower() or ".png"
         fd, name = tempfile.mkstemp(prefix=f"{stem}-", suffix=suffix, dir=folder)
         with os.fdopen(fd, "wb") as fh:
@@ -93,6 +96,8 @@ def source_to_file(image: Any, folder: Path) -> Path:
 def _write_pixels_png(image: Any, folder: Path, stem: str) -> Path:
     """Write the pixels Blender holds for `image` as an 8-bit PNG, without touching the
     datablock (Image.save would repoint it at the new file)."""
+    import tempfile
+
     import numpy as np
     from PIL import Image as PILImage
 
@@ -220,7 +225,7 @@ class ONEMIN3D_OT_generate(properties.ImportOptionsMixin, bpy.types.Operator):
                 self._apply_default_options(context)
                 mode, options = self.import_mode, properties.options_of(self)
             conn = connection.connection_settings(context)
-            rt = runtime.get_runtime(context)
+            rt = lifecycle.get_runtime(context)
             sources = self._sources(context, conn.result_folder)
             for path, _name in sources:
                 if not path.is_file():
@@ -245,7 +250,7 @@ class ONEMIN3D_OT_generate(properties.ImportOptionsMixin, bpy.types.Operator):
             return _report_error(self, context, None)
         return self._report_waited(context, jobs)
 
-    def _report_waited(self, context: Any, jobs: list[runtime.Job]) -> Status:
+    def _report_waited(self, context: Any, jobs: "list[Job]") -> Status:
         imported = [j for j in jobs if j.state == "imported"]
         failed = [j for j in jobs if j.state == "failed"]
         for job in failed:
@@ -277,7 +282,7 @@ class ONEMIN3D_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: Any) -> bool:
-        rt = runtime.peek_runtime()
+        rt = lifecycle.peek_runtime()
         if rt is None or not any(not j.done for j in rt.jobs.values()):
             cls.poll_message_set("No 1min.ai job is running.")
             return False
@@ -285,7 +290,7 @@ class ONEMIN3D_OT_cancel(bpy.types.Operator):
 
     def execute(self, context: Any) -> Status:
         try:
-            count = runtime.get_runtime(context).cancel(self.job_id or None)
+            count = lifecycle.get_runtime(context).cancel(self.job_id or None)
         except Onemin3DError as err:
             return _report_error(self, context, err)
         except Exception:
@@ -335,7 +340,7 @@ class ONEMIN3D_OT_reimport(bpy.types.Operator):
         try:
             entry_id = _entry_id(self, context)
             mode = None if self.import_mode == 'SAME' else self.import_mode
-            rt = runtime.get_runtime(context)
+            rt = lifecycle.get_runtime(context)
             objects = rt.reimport(entry_id, mode=mode, scene_name=context.scene.name if context.scene else None)
         except Onemin3DError as err:
             return _report_error(self, context, err)
@@ -381,7 +386,7 @@ class ONEMIN3D_OT_remove_history(bpy.types.Operator):
     def execute(self, context: Any) -> Status:
         try:
             entry_id = _entry_id(self, context)
-            runtime.get_runtime(context).remove_entry(entry_id, delete_files=self.delete_files)
+            lifecycle.get_runtime(context).remove_entry(entry_id, delete_files=self.delete_files)
         except Onemin3DError as err:
             return _report_error(self, context, err)
         except Exception:
@@ -409,7 +414,7 @@ class ONEMIN3D_OT_check_key(bpy.types.Operator):
         try:
             connection.require_sendable(context=context)
             conn = connection.connection_settings(context)
-            status, message = runtime.get_runtime(context).check_key(conn, wait=bpy.app.background)
+            status, message = lifecycle.get_runtime(context).check_key(conn, wait=bpy.app.background)
         except Onemin3DError as err:
             return _report_error(self, context, err)
         except Exception:

@@ -2,7 +2,7 @@
 
 Panels only read state (Scene.onemin3d, WindowManager.onemin3d, the preferences); they never
 start work or touch the network. History thumbnails come from one bpy.utils.previews
-collection, created in register() and removed in unregister().
+collection, created at the first thumbnail while registered and removed in unregister().
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from . import connection, properties
 from .operators import PANEL_CONTEXT_MEMBER
 
 _previews: Any = None
+_registered = False
 _no_thumbnail: set[str] = set()
 
 _IMAGE_KINDS = frozenset({"png", "jpeg", "webp"})
@@ -36,8 +37,13 @@ STATE_LABELS = {
 
 def thumbnail_icon(item: Any) -> int:
     """A preview icon of the entry's photo (or image result), 0 when there is none."""
+    global _previews
     if _previews is None:
-        return 0
+        if not _registered:
+            return 0
+        from bpy.utils import previews  # on first use: enabling the add-on does not load it
+
+        _previews = previews.new()
     key = item.entry_id
     if key in _previews:
         return int(_previews[key].icon_id)
@@ -371,21 +377,20 @@ classes = (
 
 
 def register() -> None:
-    global _previews
-    import bpy.utils.previews
-
+    global _registered
     for cls in classes:
         bpy.utils.register_class(cls)
-    _previews = bpy.utils.previews.new()
+    _registered = True
     _no_thumbnail.clear()
 
 
 def unregister() -> None:
-    global _previews
-    import bpy.utils.previews
-
+    global _previews, _registered
+    _registered = False
     if _previews is not None:
-        bpy.utils.previews.remove(_previews)
+        from bpy.utils import previews
+
+        previews.remove(_previews)
         _previews = None
     _no_thumbnail.clear()
     for cls in reversed(classes):

@@ -38,7 +38,7 @@ from ..core.errors import (
     user_message,
 )
 from ..core.options import generation_request
-from . import connection
+from . import connection, lifecycle
 from .wm_view import WindowManagerView, current_blend_file, tag_redraw, window_state
 
 if TYPE_CHECKING:  # imported where used: registering the add-on loads none of them (scripts/bench.py startup)
@@ -1005,7 +1005,6 @@ def _undo_push(message: str) -> None:
 # --- module-level lifecycle ---------------------------------------------------------------------
 
 _runtime: Runtime | None = None
-_registered = False
 
 
 def get_runtime(context: Any = None) -> Runtime:
@@ -1018,8 +1017,8 @@ def get_runtime(context: Any = None) -> Runtime:
     if _runtime is None or _runtime._closed:
         conn_folder = connection.result_folder(connection.get_prefs(context))
         _runtime = Runtime(conn_folder, max_workers=connection.parallel_jobs(context))
-        _install_handlers()
-        if _registered:
+        lifecycle.install_handlers()
+        if lifecycle.registered:
             _start(_runtime, context)
     return _runtime
 
@@ -1031,12 +1030,6 @@ def _start(rt: Runtime, context: Any = None) -> None:
     except (Onemin3DError, OSError) as exc:
         log.warning("could not resume interrupted jobs: %s", exc)
     rt.sync_wm()
-
-
-def _start_in_ui() -> None:
-    """The one-shot timer registration leaves: the UI's first moment after start-up starts the runtime."""
-    if _registered:
-        get_runtime()
 
 
 def peek_runtime() -> Runtime | None:
@@ -1060,8 +1053,8 @@ def ensure_timer() -> None:
         bpy.app.timers.register(pump, first_interval=TICK_INTERVAL, persistent=True)
 
 
-def _settings_changed(what: str, context: Any) -> None:
-    """A preference the running jobs follow changed (see connection.settings_changed)."""
+def settings_changed(what: str, context: Any) -> None:
+    """A preference the running jobs follow changed (see connection.settings_changed, lifecycle)."""
     if what == "parallel_jobs":
         set_parallel_jobs(connection.parallel_jobs(context))
     elif what == "result_folder":
@@ -1076,7 +1069,7 @@ def set_parallel_jobs(n: int) -> None:
 def result_folder_changed(context: Any = None) -> None:
     """The preference changed: list that folder's history, and resume what it left pending."""
     if _runtime is None:
-        if _registered:
+        if lifecycle.registered:
             get_runtime(context)  # starts it, in the new folder
         return
     conn = connection.connection_settings(context)
@@ -1088,61 +1081,34 @@ def result_folder_changed(context: Any = None) -> None:
     _runtime.sync_wm()
 
 
-# Typed alias of the decorator that keeps a handler across file loads.
-_persistent: Callable[[Callable[..., None]], Callable[..., None]] = bpy.app.handlers.persistent
-
-
-@_persistent
-def _on_load_post(*_args: Any) -> None:
+def on_file_loaded() -> None:
+    """After a .blend was loaded (lifecycle's load_post handler)."""
     if _runtime is not None:
         _runtime.on_file_loaded()
         if _runtime.busy():
             ensure_timer()
 
 
-@_persistent
-def _on_save_post(*_args: Any) -> None:
+def on_file_saved() -> None:
+    """After a .blend was saved (lifecycle's save_post handler)."""
     if _runtime is not None:
         _runtime.on_file_saved()
 
 
-def _install_handlers() -> None:
-    if _on_load_post not in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.append(_on_load_post)
-    if _on_save_post not in bpy.app.handlers.save_post:
-        bpy.app.handlers.save_post.append(_on_save_post)
-
-
-def _remove_handlers() -> None:
-    for handlers, fn in ((bpy.app.handlers.load_post, _on_load_post), (bpy.app.handlers.save_post, _on_save_post)):
-        while fn in handlers:
-            handlers.remove(fn)
-
-
-def register() -> None:
-    """Registration only: the runtime (its history, job threads and the resume of interrupted jobs)
-    starts on first use, or in the UI at its first moment after start-up (a one-shot timer;
-    `blender -b` and the bpy wheel run no timers, so there the first call that needs it starts
-    it). Enabling the add-on so costs about what enabling glTF does (`scripts/bench.py startup`)."""
-    global _registered
-    _registered = True
-    _install_handlers()
-    connection.on_settings_changed(_settings_changed)
-    if not bpy.app.background:
-        bpy.app.timers.register(_start_in_ui, first_interval=0.0)
-
-
-def unregister() -> None:
-    global _runtime, _registered
-    _registered = False
+def stop() -> None:
+    """Stop the runtime, if there is one: its timer removed, its jobs cancelled, its threads joined
+    (lifecycle.unregister; a script that started one without registering calls `unregister`)."""
+    global _runtime
     rt, _runtime = _runtime, None
-    for timer in (pump, _start_in_ui):
-        if bpy.app.timers.is_registered(timer):
-            bpy.app.timers.unregister(timer)
-    _remove_handlers()
-    connection.on_settings_changed(_settings_changed, remove=True)
+    if bpy.app.timers.is_registered(pump):
+        bpy.app.timers.unregister(pump)
     if rt is not None and not rt.shutdown(timeout=5.0):
         log.warning("some job threads did not stop within 5 s")
+
+
+#: Registering installs lifecycle's callbacks only, which import this module on first use.
+register = lifecycle.register
+unregister = lifecycle.unregister
 
 
 __all__ = [

@@ -13,12 +13,11 @@ add-on (and enabling it) does not load the logging package.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import re
 import threading
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 if TYPE_CHECKING:
     import logging
@@ -195,10 +194,11 @@ def unanswered_sentence(photo: str, *, resend: str = "it is not sent again", how
             f"so {resend}; to generate it again on purpose, {how}.")
 
 
-@dataclasses.dataclass(frozen=True)
-class Wording:
+class Wording(NamedTuple):
     """The places and next steps a message names, in the words of where it is shown: the add-on's
-    UI (`UI`, the default) or the command line (`cli.batch.cli_wording`)."""
+    UI (`UI`, the default) or the command line (`cli.batch.cli_wording`). Build it with keywords.
+    A NamedTuple, not a frozen dataclass: this module is imported when the add-on is enabled, and
+    a NamedTuple class costs a fraction of a frozen dataclass to define (scripts/bench.py startup)."""
 
     #: how to set a valid key
     key: str = f"set a valid key in {PREFS_PATH} or in the ONEMIN_API_KEY environment variable"
@@ -231,7 +231,7 @@ def advised(cls: type[_E], problem: str, advice: str, **kw: Any) -> _E:
     """An error of `cls` whose advice is worded where it is shown: `advice` is a template of
     `Wording` fields ("download it again, free, {download_again}."). Its message (for logs and
     `str()`) is in the UI's words; `user_message(err, wording)` words it as asked."""
-    fields = dataclasses.asdict(UI)
+    fields = UI._asdict()
     err = cls(problem + advice.format_map(fields), **kw)
     err.advice = (redact(problem), advice)
     return err
@@ -255,7 +255,7 @@ def user_message(err: BaseException, wording: Wording = UI) -> str:
     msg = getattr(err, "message", "") or ""
     if getattr(err, "advice", None):
         problem, advice = err.advice  # type: ignore[attr-defined]
-        msg = problem + advice.format_map(dataclasses.asdict(wording))
+        msg = problem + advice.format_map(wording._asdict())
     paid = _paid(err)
     if isinstance(err, Cancelled):
         return "The job was cancelled; nothing was imported."
@@ -370,10 +370,11 @@ def redact(text: str) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, _MASK)
-    return _HEADER_RE.sub(r"\1" + _MASK, text)
+    return re.sub(_HEADER_RE, r"\1" + _MASK, text)
 
 
-_HEADER_RE = re.compile(r"(?i)(api[-_]key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+")
+#: Compiled on first use (by `re`'s cache), not when the add-on is enabled.
+_HEADER_RE = r"(?i)(api[-_]key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
 
 
 @functools.cache
