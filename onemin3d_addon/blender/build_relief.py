@@ -54,6 +54,8 @@ RELIEF_NODE_GROUP_NAME = "1min3d Relief"
 RELIEF_STRENGTH_INPUT = "Strength"
 #: per-vertex relief height at Strength 1 (object units: the depth map's 0..1 times the plane width)
 RELIEF_HEIGHT_ATTRIBUTE = "onemin3d_height"
+#: custom property of a relief: its grid and how it was made, so an export can rebuild it (export_web)
+RELIEF_GRID_PROPERTY = "onemin3d_relief_grid"
 
 SIZE_MODES = option_schema.choices("size_mode")
 
@@ -390,6 +392,10 @@ def import_relief(color_image: str | os.PathLike[str], depth_image: str | os.Pat
 
         obj = created.add(bpy.data.objects.new(name, mesh))
         obj[KIND_PROPERTY] = "RELIEF"
+        obj[RELIEF_GRID_PROPERTY] = {"rows": rows, "cols": cols, "width": width, "height": plane_height,
+                                     "orientation": info.orientation, "invert": invert, "smooth": smooth,
+                                     "solid": solid, "base": base * width, "cutout": alpha is not None,
+                                     "tear": tear}
         mod: Any = obj.modifiers.new(RELIEF_MODIFIER_NAME, "NODES")
         mod.node_group = _relief_node_group(created)
         set_relief_strength(obj, strength)

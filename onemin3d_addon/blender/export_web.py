@@ -37,12 +37,10 @@ from .build_common import (
     set_attribute,
     write_mesh,
 )
-from .build_relief import RELIEF_HEIGHT_ATTRIBUTE, get_relief_strength
+from .build_relief import RELIEF_GRID_PROPERTY, RELIEF_HEIGHT_ATTRIBUTE, get_relief_strength
 
 log = get_logger(__name__)
 
-#: custom property a relief gets at import: its grid and how it was made (see build_relief)
-RELIEF_GRID_PROPERTY = "onemin3d_relief_grid"
 DEPTH_NODE_NAME = "Depth (Non-Color)"
 #: preferred glTF image formats, best first, among those the running exporter offers
 WEB_IMAGE_FORMATS = ("JPEG", "WEBP")

@@ -122,6 +122,10 @@ def export_collection(bpy: Any, collection: Any, target: Path, fmt: str) -> None
                               path_mode="COPY")
     elif fmt == "stl":
         bpy.ops.wm.stl_export(filepath=path, export_selected_objects=True, apply_modifiers=True)
+    elif fmt in {"web", "usdz"}:  # reliefs simplified, textures downsized: see blender/export_web
+        from .export_web import export_file
+
+        export_file(collection, target, fmt)
     else:  # argparse already refused it
         raise ValueError(fmt)
     if not target.is_file():
