@@ -297,6 +297,8 @@ class Runtime:
             entry.asset_key = resume.asset_key
             entry.generation_sent = resume.sent
             entry.uuid = resume.uuid
+            entry.bg_sent, entry.bg_uuid = resume.bg_sent, resume.bg_uuid
+            entry.bg_file = str(resume.bg_file) if resume.bg_file is not None else None
             entry.result_file = str(resume.result_file) if resume.result_file is not None else None
         job = Job(self, entry, history=history, name=name or image.stem, mode=mode, options=options,
                   scene_name=scene_name, generation=self.generation, auto_import=auto_import)
@@ -335,7 +337,7 @@ class Runtime:
                     entry.updated = _now()
                     history.save(entry)
                 continue
-            if not entry.uuid:
+            if not entry.uuid:  # (a paid cut-out alone goes on at Re-import: that sends the generation)
                 continue
             why = self._cannot_fetch(entry, conn)
             if why is not None:
@@ -366,7 +368,8 @@ class Runtime:
                auto_import: bool) -> Job:
         """Poll and download the generation `entry` names, again (free: no new generation), as a job
         under the entry's own id. `generation` None: imported only into the file it was made for."""
-        from ..core.pipeline import Checkpoint, Request
+        from ..core import resume
+        from ..core.pipeline import Request
 
         settings = entry.settings or {}
         # what the entry was paid for (its journalled options), whatever the import options now
@@ -391,7 +394,7 @@ class Runtime:
         entry.updated = _now()
         history.save(entry)
         self.jobs[entry.id] = job
-        self.runner.submit(request, job_id=entry.id, resume=Checkpoint(asset_key=entry.asset_key, uuid=entry.uuid))
+        self.runner.submit(request, job_id=entry.id, resume=resume.checkpoint_for(entry))
         self._mark(job)
         return job
 
@@ -522,7 +525,8 @@ class Runtime:
         """Copy a checkpoint into the job's entry; True when that changed it."""
         with self._lock:
             entry = job.entry
-            before = (entry.asset_key, entry.generation_sent, entry.uuid, entry.result_file, entry.credits_left)
+            before = (entry.asset_key, entry.generation_sent, entry.uuid, entry.result_file, entry.credits_left,
+                      entry.bg_sent, entry.bg_uuid, entry.bg_file)
             if cp.asset_key:
                 entry.asset_key = cp.asset_key
             # sent: from just before the generation request leaves; cleared when it was refused
@@ -536,8 +540,13 @@ class Runtime:
                     entry.credits_left = int(left)
             if cp.result_file is not None:
                 entry.result_file = str(cp.result_file)
+            # the background removal, the same way
+            entry.bg_sent = cp.bg_sent or bool(cp.bg_uuid and entry.bg_sent)
+            entry.bg_uuid = cp.bg_uuid or (cp.bg_record.uuid if cp.bg_record is not None else None) or entry.bg_uuid
+            if cp.bg_file is not None:
+                entry.bg_file = str(cp.bg_file)
             return (entry.asset_key, entry.generation_sent, entry.uuid, entry.result_file,
-                    entry.credits_left) != before
+                    entry.credits_left, entry.bg_sent, entry.bg_uuid, entry.bg_file) != before
 
     def _on_checkpoint(self, job: Job, cp: Checkpoint) -> None:
         with self._lock:
@@ -615,7 +624,7 @@ class Runtime:
         self._enter_stage(job, "import")
         try:
             imported = import_result_into_scene(
-                result.file, Path(entry.source_path), job.mode, job.options,
+                result.file, texture_image(entry), job.mode, job.options,
                 scene_name=job.scene_name, undo_message=f"Image to 3D: {job.name}")
         except Onemin3DError as err:
             err.stage = err.stage or "import"
@@ -796,7 +805,7 @@ class Runtime:
         assert result is not None
         settings = entry.settings or {}
         objects, _warnings = import_into_scene(
-            result, Path(entry.source_path), mode or str(settings.get("mode") or "AUTO"),
+            result, texture_image(entry), mode or str(settings.get("mode") or "AUTO"),
             options if options is not None else dict(settings.get("options") or {}),
             scene_name=scene_name, undo_message=None)
         with self._lock:
@@ -919,6 +928,14 @@ def _journalled_generation(settings: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
+def texture_image(entry: HistoryEntry) -> Path:
+    """The image a relief or plane of `entry` is coloured with and cut by: its background
+    removal's cut-out while it is on disk, else the photo."""
+    if entry.bg_file and Path(entry.bg_file).is_file():
+        return Path(entry.bg_file)
+    return Path(entry.source_path)
+
+
 def _cancel_note(entry: HistoryEntry) -> str | None:
     """What a cancel left behind that costs something, if anything."""
     if entry.uuid and not entry.result_file:
@@ -926,6 +943,13 @@ def _cancel_note(entry: HistoryEntry) -> str | None:
                 "and it is fetched, free, the next time the add-on starts or when you press Re-import.")
     if entry.generation_sent and not entry.uuid:
         return "Cancelled while 1min.ai was generating: the credits may have been spent."
+    if entry.uuid or entry.result_file:
+        return None
+    if entry.bg_uuid or entry.bg_file:
+        return ("Cancelled after the background removal was paid for: it is kept in the history, and "
+                "Re-import goes on from its cut-out (fetched free) with the generation.")
+    if entry.bg_sent:
+        return "Cancelled while 1min.ai was removing the background: the credits may have been spent."
     return None
 
 
