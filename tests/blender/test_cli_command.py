@@ -60,6 +60,8 @@ def test_the_registered_command_converts_a_folder_under_the_users_preferences(
     assert all(Path(i["files"]["result"]).parent.is_relative_to(results) for i in report["items"]), report
     assert not (out / "onemin3d-results").exists()
     assert stand_in.count("POST", "/api/features") >= 2
+    # --dry-run --resume finds the results in the preferences' result folder: nothing left to pay
+    assert seen["dry_run_exit"] == 0 and "Total: 0 credits for 0 of 2 photos" in seen["dry_run"], seen["dry_run"]
     # The run's consent to go online was for the run: the preference is as it was.
     assert seen["online_after"] is False, seen
     # A usage error: exit 2, said on stderr with the command's name.
@@ -99,6 +101,10 @@ def _child() -> None:
         seen["help_exit"] = command.run(["--help"])
     seen["help"] = buf.getvalue()
     seen["exit"] = command.run(list(spec["argv"]))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):  # what running it again would cost: the result folder is the preferences'
+        seen["dry_run_exit"] = command.run([*spec["argv"], "--resume", "--dry-run"])
+    seen["dry_run"] = buf.getvalue()
     seen["online_after"] = bool(bpy.context.preferences.system.use_online_access)
     seen["usage_exit"] = command.run([spec["argv"][0], "--output", "not-a-blend.txt"])
     addon_utils.disable("onemin3d_addon", default_set=True)
