@@ -21,6 +21,8 @@ BENCHMARKS = {
     "ui": "submit, operator, pump ticks, cancel, unregister and shutdown, against a job and an import (issues 4, 12)",
     "batch": "the headless batch converter's wall time against the ideal (issue 5)",
     "startup": "enabling the add-on against enabling Blender's glTF add-on, in fresh processes (issue 13)",
+    "cutout": "the cut-out relief's boundary error and watertightness, its build time against the rectangle's "
+              "(issue 15)",
 }
 
 

@@ -19,10 +19,11 @@ The contract (issue 16's web export calls these on an RTIN triangle surface too)
   `level`; a face crossing it is cut where the linear interpolation along each edge crosses
   `level` (marching squares/triangles), one crossing point per edge shared by both neighbours;
   a quad with both diagonals' corners on different sides keeps its saddle joined. Faces wholly
-  inside keep their corners (quads stay quads); unused points are dropped; no point moves.
+  inside keep their corners (quads stay quads) and come first; unused points are dropped; no
+  point moves; a surface without bowtie points stays without.
 * `tear(surface, threshold) -> Surface`: drop the faces whose height range exceeds `threshold`.
 * `split_bowties(surface) -> Surface`: give each fan of faces touching only at a point its own
-  copy of that point (`clip` and `tear` already do it).
+  copy of that point (`tear` already does it).
 * `solidify(surface, base) -> Surface`: close any top surface (clipped, torn, simplified) into a
   watertight solid: the top, a flattened copy at z = -base with its faces reversed (heights 0,
   sharp), and a wall quad along every boundary edge (sharp). Every edge is used by exactly two
@@ -130,41 +131,54 @@ def _drop_unused(s: Surface) -> Surface:
 
 
 def clip(s: Surface, alpha: Array, level: float = 0.5) -> Surface:
-    """`s` cut to where `alpha` (one value per point) is at least `level` (see the module docstring)."""
+    """`s` cut to where `alpha` (one value per point) is at least `level` (see the module docstring).
+
+    Faces wholly inside are kept as they are (first, in their order), then the faces the level
+    crosses, clipped: only those go through the general (slower) path. A surface without bowtie
+    points stays without: every face around a point inside keeps the point and the part of each
+    of its edges next to it, so the fan stays linked, and a crossing lies on one edge only.
+    """
     alpha = np.asarray(alpha, np.float64).reshape(-1)
     if len(alpha) != len(s.points):
         raise ValueError(f"alpha has {len(alpha)} values for {len(s.points)} points")
+    if not len(s.corner_verts):
+        return s
     inside = alpha >= level
     cv = s.corner_verts
-    nxt_v = cv[s.next_corner()]
-    vin = inside[cv]
-    cross = vin != inside[nxt_v]
+    sizes = s.face_sizes
+    count = np.add.reduceat(inside[cv].astype(np.int32), s.face_starts)
+    full = count == sizes
+    partial = (count > 0) & ~full
+    corners = np.flatnonzero(np.repeat(partial, sizes))  # the corners of the faces the level crosses
+    a = cv[corners].astype(np.int64)
+    b = cv[s.next_corner()[corners]].astype(np.int64)
+    vin = inside[a]
+    cross = vin != inside[b]
     n = len(s.points)
     # one crossing point per edge crossed, found from the edge's lower-numbered end on both sides
-    a, b = cv[cross].astype(np.int64), nxt_v[cross].astype(np.int64)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    lo, hi = np.minimum(a[cross], b[cross]), np.maximum(a[cross], b[cross])
     keys, which = np.unique(lo * n + hi, return_inverse=True)
     e_lo, e_hi = keys // n, keys % n
     t = np.clip((level - alpha[e_lo]) / (alpha[e_hi] - alpha[e_lo]), _MIN_T, 1.0 - _MIN_T)
     new_points = s.points[e_lo] + t[:, None] * (s.points[e_hi] - s.points[e_lo])
     new_heights = (s.heights[e_lo] + t * (s.heights[e_hi] - s.heights[e_lo])).astype(np.float32)
-    crossing = np.full(len(cv), -1, np.int64)
+    crossing = np.full(len(corners), -1, np.int64)
     crossing[cross] = n + which.reshape(-1)
     # each corner emits itself when inside, then its edge's crossing when the edge is crossed
-    slots = np.stack([np.where(vin, cv, -1), crossing], axis=1)
+    slots = np.stack([np.where(vin, a, -1), crossing], axis=1)
     emitted = slots >= 0
-    per_corner = emitted.sum(axis=1)
-    sizes = np.add.reduceat(per_corner, s.face_starts) if len(cv) else np.zeros(0, np.int64)
-    kept = sizes >= 3
-    out_cv = slots[emitted].astype(np.int32)
-    starts = np.zeros(len(sizes), np.int64)
-    if len(sizes):
-        starts[1:] = np.cumsum(sizes)[:-1]
+    part_sizes = sizes[partial]
+    part_starts = np.zeros(len(part_sizes), np.int64)
+    part_starts[1:] = np.cumsum(part_sizes)[:-1]
+    clipped_sizes = np.add.reduceat(emitted.sum(axis=1), part_starts) if len(corners) else part_sizes
+    out_sizes = np.concatenate([sizes[full], clipped_sizes])
+    starts = np.zeros(len(out_sizes), np.int64)
+    starts[1:] = np.cumsum(out_sizes)[:-1]
+    out_cv = np.concatenate([cv[np.repeat(full, sizes)], slots[emitted].astype(np.int32)])
     z = None if s.z is None else np.concatenate([s.z, s.z[e_lo] + t * (s.z[e_hi] - s.z[e_lo])])
-    clipped = Surface(np.concatenate([s.points, new_points]), np.concatenate([s.heights, new_heights]),
-                      out_cv, starts[kept].astype(np.int32), z, None if s.sharp is None else s.sharp[kept])
-    # faces of size 0 emitted nothing, so out_cv holds exactly the kept faces' corners
-    return split_bowties(_drop_unused(clipped))
+    sharp = None if s.sharp is None else np.concatenate([s.sharp[full], s.sharp[partial]])
+    return _drop_unused(Surface(np.concatenate([s.points, new_points]), np.concatenate([s.heights, new_heights]),
+                                out_cv.astype(np.int32), starts.astype(np.int32), z, sharp))
 
 
 def tear(s: Surface, threshold: float) -> Surface:

@@ -121,6 +121,23 @@ def test_no_bowtie_point_even_where_a_tear_leaves_faces_touching_at_a_corner() -
     assert len(split.points) == 8 and len(np.unique(split.corner_verts)) == 8
 
 
+@pytest.mark.parametrize("triangles", [False, True])
+def test_clipping_by_noise_leaves_no_bowtie_point(triangles: bool) -> None:
+    """Random alpha (saddles everywhere): each boundary point still has exactly two boundary edges."""
+    n = 24
+    s = cutout.grid_surface(np.zeros((n, n), np.float32))
+    if triangles:
+        q = s.corner_verts.reshape(-1, 4)
+        s = cutout.triangle_surface(s.points, s.heights, np.concatenate([q[:, [0, 1, 2]], q[:, [0, 2, 3]]]))
+    alpha = np.random.default_rng(3).random(n * n)
+    clipped = cutout.clip(s, alpha)
+    _, edges, counts = cutout._undirected(clipped)
+    assert counts.max() <= 2
+    touches = np.bincount(edges[counts == 1].reshape(-1), minlength=len(clipped.points))
+    assert set(np.unique(touches)) <= {0, 2}
+    assert len(cutout.split_bowties(clipped).points) == len(clipped.points)
+
+
 def test_tear_removes_exactly_the_faces_over_a_step() -> None:
     rows, cols = 6, 8
     heights = np.zeros((rows, cols), np.float32)
