@@ -32,8 +32,11 @@ Array = npt.NDArray[Any]
 #: the web GLB's limits: triangles of one relief, and the long side of an embedded texture
 MAX_TRIANGLES: Final = 50_000
 MAX_TEXTURE_SIDE: Final = 2048
-#: the vertical error bound, as a fraction of the relief's depth, when simplify has no default
-FALLBACK_MAX_ERROR: Final = 0.015
+#: the web's vertical error bound, as a fraction of the relief's depth (the issue asks for 2%); the
+#: RMS error is then about a third of it, and the bound is tightened until it is within RMS_TARGET
+WEB_MAX_ERROR: Final = 0.01
+#: the RMS vertical error a web relief is made within when the budget allows (the promise is 0.5%)
+RMS_TARGET: Final = 0.004
 
 
 def _simplify_module() -> Any:
@@ -42,10 +45,6 @@ def _simplify_module() -> Any:
         return importlib.import_module(f"{__package__}.simplify")
     except ImportError:
         return None
-
-
-def default_max_error() -> float:
-    return float(getattr(_simplify_module(), "DEFAULT_MAX_ERROR", FALLBACK_MAX_ERROR))
 
 
 def full_grid(heights: Array) -> tuple[Array, Array, Array]:
@@ -119,14 +118,19 @@ def web_surface(heights: Array, *, alpha: Array | None = None, tear: float = 0.0
         force |= boundary_band(np.asarray(alpha) >= 0.5)
     if tear > 0.0:
         force |= jump_band(unit, tear)
-    error = default_max_error() if max_error is None else max_error
+    error = WEB_MAX_ERROR if max_error is None else max_error
     budget = max_triangles
-    for _ in range(4):
+    for _ in range(8):
         if simplify is None:
             points, top01, triangles = full_grid(unit)
         else:
-            points, top01, triangles = _parts(simplify.simplify(
-                unit, max_error=error, force=force if force.any() else None, max_triangles=budget))
+            simplified = simplify.simplify(unit, max_error=error, force=force if force.any() else None,
+                                           max_triangles=budget)
+            points, top01, triangles = _parts(simplified)
+            if max_error is None and float(simplified.max_error) <= error * (1 + 1e-6) and error > 1e-4 \
+                    and simplify.vertical_errors(simplified, unit)[1] > RMS_TARGET:
+                error *= 0.7  # a rough field: the same bound leaves a larger RMS error, so tighten it
+                continue
         surface = cutout.triangle_surface(points, lo + np.asarray(top01, np.float64) * span, triangles)
         if tear > 0.0:
             surface = cutout.tear(surface, tear * span)

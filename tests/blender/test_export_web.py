@@ -131,7 +131,7 @@ def test_web_glb_of_a_1024_relief_holds_triangles_errors_size_and_texture(empty_
     depth_span = float(grid.heights.max() - grid.heights.min())
     heights01 = (pos[:, 2] / strength - grid.heights.min()) / depth_span
     truth = (grid.heights - grid.heights.min()) / depth_span
-    surface = simplify.Surface(points, heights01, tris.astype(np.int32))
+    surface = simplify.Simplified(points, heights01, tris.astype(np.int32), 0.0)
     max_error, rms = simplify.vertical_errors(surface, truth)
     assert max_error <= 0.02 and rms <= 0.005, (max_error, rms)
 
