@@ -269,6 +269,56 @@ def test_sigkill_at_every_phase_then_resume_finds_every_result_and_never_pays_tw
     assert totals["paid_twice"] == 0 and totals["results_lost"] == 0, totals
 
 
+#: (event, nth, when): kills in a job with background removal (one photo, asynchronous). Its
+#: requests come in a fixed order: upload #1 (the photo), generate #1 (BACKGROUND_REMOVER), its
+#: polls, download #1 (the cut-out), upload #2 (the cut-out), generate #2 (IMAGE_3D_GENERATOR),
+#: its polls, download #2 (the result).
+BG_CELLS = (
+    ("generate", 1, "before-answer"),  # the removal charged, its uuid never received: refused
+    ("poll", 1, "before-answer"),      # the removal's uuid journalled: polled again, free
+    ("download", 1, "mid-body"),       # half the cut-out: downloaded again, free
+    ("upload", 2, "before-answer"),    # the cut-out journalled, its upload unanswered
+    ("generate", 2, "before-answer"),  # the generation charged, its uuid never received: refused
+)
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_around_the_background_removal_then_resume_pays_each_step_once(
+        stand_in: Any, cli_env: dict[str, str], tmp_path: Path) -> None:
+    stand_in.latency = LATENCY
+    for run, (event, nth, when) in enumerate(BG_CELLS):
+        cell = f"background removal, {event} #{nth} {when}"
+        photo = make_photo(tmp_path / "photos" / f"bg{run}_in0.jpg", size=(512, 512), seed=50 + run)
+        folder = tmp_path / f"bg{run}"
+        args = [*_cli([photo], folder, stand_in.base_url, use_async=True), "--remove-background"]
+        credits, known = stand_in.used_credit, set(stand_in.records)
+        proc = subprocess.Popen(args, env=cli_env, cwd=str(ROOT), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        switch = stand_in.kill_at(event, nth=nth, pid=proc.pid, when=when)
+        try:
+            _out, err = proc.communicate(timeout=90)
+        finally:
+            stand_in.clear_kills()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        assert switch.fired and proc.returncode == -signal.SIGKILL, (cell, err[-2000:])
+        _history(folder)  # every history file whole after the kill
+        stand_in.latency = 0.0
+        resumed = _run_to_end([*_cli([photo], folder, stand_in.base_url, resume=True, use_async=True),
+                               "--remove-background"], cli_env)
+        stand_in.latency = LATENCY
+        made = [r["type"] for u, r in stand_in.records.items() if u not in known]
+        assert made.count("BACKGROUND_REMOVER") == 1 and made.count("IMAGE_3D_GENERATOR") <= 1, (cell, made)
+        assert stand_in.used_credit - credits == 20_000 * len(made), (cell, made)  # each step once, at its price
+        item = json.loads((folder / "report.json").read_text(encoding="utf-8"))["items"][0]
+        if event == "generate":  # sent, never answered: refused, never sent again
+            assert item["status"] == "failed" and "may already have been sent" in item["error"], (cell, item)
+        else:
+            assert item["status"] == "converted" and made.count("IMAGE_3D_GENERATOR") == 1, (
+                cell, item, resumed.stderr[-2000:])
+
+
 @pytest.mark.timeout(120)
 def test_a_kill_during_a_synchronous_generation_is_not_paid_again_on_resume(
         stand_in: Any, cli_env: dict[str, str], tmp_path: Path) -> None:
