@@ -22,7 +22,7 @@ log = get_logger(__name__)
 #: last, so the runtime starts with everything in place and is the first to stop (cancelling jobs
 #: and joining threads). `lifecycle` installs the runtime's callbacks without importing it: the
 #: runtime is loaded on first use (scripts/bench.py startup).
-_SUBMODULES = ("properties", "preferences", "operators", "panels", "command", "lifecycle")
+_SUBMODULES = ("properties", "preferences", "operators", "panels", "export_ops", "command", "lifecycle")
 
 
 def _modules() -> list[ModuleType]:

@@ -29,7 +29,8 @@ from .core.errors import Cancelled, ImageError, Onemin3DError, user_message
 from .core.options import ImportOptions
 from .core.protocol import RetryPolicy, Timeouts
 
-__all__ = ["Job", "generate", "get_strength", "jobs", "pump", "set_strength", "shutdown", "submit", "wait"]
+__all__ = ["Job", "export_usdz", "export_web", "generate", "get_strength", "jobs", "pump", "set_strength",
+           "shutdown", "submit", "wait"]
 
 #: Keyword arguments of submit() that are not import options.
 _JOB_KEYWORDS = frozenset({
@@ -207,3 +208,29 @@ def set_strength(obj: Any, value: float) -> None:
     from .blender.build_relief import set_relief_strength
 
     set_relief_strength(obj, value)
+
+
+def export_web(target: Any, path: str | os.PathLike[str], **options: Any) -> Any:
+    """Write `target` (an object, a collection, or a list of them) to `path` (.glb) for web viewers
+    such as <model-viewer> and three.js, and return what was written (an ExportSummary: path,
+    triangles, objects, reliefs, downsized textures).
+
+    A relief of this add-on is rebuilt from its heights at its live Strength, simplified to at
+    most 50,000 triangles within 1.5% of its depth, and stays cut out and solid as imported; a
+    model or plane is passed through, modifiers applied. Textures are embedded as JPEG at most
+    2048 px on the long side, from copies: the scene is left as it was. Options: max_triangles,
+    max_error (a fraction of the depth), texture_size, image_format ("JPEG", "WEBP", "AUTO"),
+    jpeg_quality. Raises ExportError with a sentence for the user.
+    """
+    from .blender.export_web import export_web as export
+
+    return export(target, path, **options)
+
+
+def export_usdz(target: Any, path: str | os.PathLike[str], **options: Any) -> Any:
+    """Write `target` to `path` (.usdz) for AR Quick Look on iPhone and iPad: the same simplified
+    reliefs and downsized textures as export_web, packed into one file. Options: max_triangles,
+    max_error, texture_size."""
+    from .blender.export_web import export_usdz as export
+
+    return export(target, path, **options)

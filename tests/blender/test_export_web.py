@@ -250,3 +250,29 @@ def test_usdz_of_a_relief_reads_back_with_its_mesh_and_texture(empty_blend: Blen
     images = [n.image for m in meshes[0].data.materials if m and m.node_tree
               for n in m.node_tree.nodes if n.type == "TEX_IMAGE" and n.image is not None]
     assert images and tuple(images[0].size) == (80, 60)
+
+
+# --- the operators -----------------------------------------------------------------------------
+
+
+def test_the_export_operators_write_the_selection_and_say_what_to_select_without_one(empty_blend: Blend) -> None:
+    import addon_harness
+
+    bpy = empty_blend.bpy
+    if not addon_harness.addon_enabled():
+        addon_harness.enable()
+    try:
+        photo, depth = _photo_and_depth(empty_blend.tmp, 80, 60)
+        obj = build_relief.import_relief(photo, depth, collection=bpy.context.scene.collection, resolution=48)
+        obj.select_set(False)
+        bpy.context.view_layer.objects.active = None
+        with pytest.raises(RuntimeError, match="Select the result to export"):
+            bpy.ops.onemin3d.export_web(filepath=str(empty_blend.tmp / "none.glb"))
+        obj.select_set(True)
+        for op, name in ((bpy.ops.onemin3d.export_web, "relief.web.glb"), (bpy.ops.onemin3d.export_usdz, "relief")):
+            assert op(filepath=str(empty_blend.tmp / name)) == {"FINISHED"}
+        assert Glb(empty_blend.tmp / "relief.web.glb").triangles()
+        assert (empty_blend.tmp / "relief.usdz").is_file()  # the extension is added when missing
+        assert not empty_blend.orphans() and obj.select_get()
+    finally:
+        addon_harness.disable()
