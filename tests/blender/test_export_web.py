@@ -276,3 +276,18 @@ def test_the_export_operators_write_the_selection_and_say_what_to_select_without
         assert not empty_blend.orphans() and obj.select_get()
     finally:
         addon_harness.disable()
+
+
+def test_the_converters_export_step_writes_web_and_usdz_of_a_result_collection(empty_blend: Blend) -> None:
+    from onemin3d_addon.blender.finish import export_collection
+
+    bpy = empty_blend.bpy
+    coll = bpy.data.collections.new("1min3d photo")
+    bpy.context.scene.collection.children.link(coll)
+    photo, depth = _photo_and_depth(empty_blend.tmp, 80, 60)
+    build_relief.import_relief(photo, depth, collection=coll, resolution=48, solid=True)
+    export_collection(bpy, coll, empty_blend.tmp / "photo.web.glb", "web")
+    export_collection(bpy, coll, empty_blend.tmp / "photo.usdz", "usdz")
+    ((pos, tris, _uv),) = Glb(empty_blend.tmp / "photo.web.glb").triangles()
+    assert pos[:, 2].min() < 0 < len(tris)  # the solid's back, below the relief
+    assert (empty_blend.tmp / "photo.usdz").stat().st_size > 0

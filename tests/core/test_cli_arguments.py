@@ -31,6 +31,13 @@ def test_no_cutout_keeps_the_rectangle_and_tear_takes_a_threshold() -> None:
     assert chosen["cutout"] is False and chosen["tear"] == 0.25
 
 
+def test_export_takes_web_and_usdz_and_names_the_web_glb_apart() -> None:
+    assert _parse("--export", "web").export == "web" and _parse("--export", "usdz").export == "usdz"
+    assert arguments.export_name("dress", "web") == "dress.web.glb"
+    assert arguments.export_name("dress", "usdz") == "dress.usdz"
+    assert arguments.export_name("dress", "glb") == "dress.glb"
+
+
 def test_size_sets_both_sizes() -> None:
     assert arguments.import_options(_parse("--size", "3"))[("height")] == 3.0
     assert arguments.import_options(_parse("--size", "3"))["target_size"] == 3.0
