@@ -161,3 +161,35 @@ def test_a_journalled_cutout_is_not_fetched_again(stand_in: FakeOneMinServer, ap
     pipeline.run(req, resume=Checkpoint(bg_sent=True, bg_uuid=at_file.bg_uuid, bg_file=at_file.bg_file))
     assert [p for _, p in stand_in.requests if "results" in p or "background" in p] == []
     assert features_sent(stand_in)[-1] == ("IMAGE_3D_GENERATOR", "stable-image")
+
+
+def test_a_refused_removal_clears_its_sent_flag_and_a_cancelled_one_keeps_its_uuid(
+        stand_in: FakeOneMinServer, api_key: str, product: Path, tmp_path: Path) -> None:
+    import threading
+
+    from onemin3d_addon.core.errors import Cancelled, CreditsExhausted
+
+    stand_in.inject("credits", stage="generate")  # refused before any work: nothing charged
+    cps: list[Checkpoint] = []
+    with pytest.raises(CreditsExhausted):
+        pipeline.run(make_request(stand_in, api_key, product, tmp_path, remove_background=True),
+                     checkpoint=cps.append)
+    assert any(c.bg_sent for c in cps) and not cps[-1].bg_sent and not cps[-1].sent
+    # a cancel while the asynchronous removal's answer is on its way waits for its uuid
+    stand_in.inject("slow-headers", stage="generate", delay=0.5)
+    stand_in.async_latency = 0.3
+    cancel = threading.Event()
+    cps.clear()
+
+    def cancel_once_sent(cp: Checkpoint) -> None:
+        cps.append(cp)
+        if cp.bg_sent and cp.bg_uuid is None:
+            threading.Timer(0.2, cancel.set).start()
+
+    req = make_request(stand_in, api_key, product, tmp_path, remove_background=True, use_async=True)
+    with pytest.raises(Cancelled) as info:
+        pipeline.run(req, cancel=cancel, checkpoint=cancel_once_sent)
+    assert cps[-1].bg_uuid is not None and info.value.uuid == cps[-1].bg_uuid and not cps[-1].sent
+    before = stand_in.used_credit
+    result = pipeline.run(req, resume=cps[-1])
+    assert stand_in.used_credit - before == STABLE and result.cutout_image is not None

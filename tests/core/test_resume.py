@@ -60,3 +60,24 @@ def test_a_dead_generation_or_one_never_sent_leads_nowhere() -> None:
     dead = entry(state="failed", stage="poll", uuid=UUID, error_kind="GenerationFailed")
     assert resume.decide(dead).action == resume.NOTHING
     assert resume.decide(entry(state="failed", stage="upload")).action == resume.NOTHING
+
+
+def test_a_paid_background_removal_goes_on_and_one_unanswered_is_refused(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.png"
+    Image.new("RGBA", (8, 8), (1, 2, 3, 255)).save(cut)
+    # its uuid or its cut-out journalled, no generation sent yet: the cut-out free, the generation once
+    for paid in (entry(state="running", stage="poll", bg_sent=True, bg_uuid=UUID),
+                 entry(state="cancelled", stage="upload", bg_sent=True, bg_uuid=UUID, bg_file=str(cut))):
+        assert resume.decide(paid).action == resume.FETCH
+        cp = resume.checkpoint_for(paid)
+        assert (cp.bg_sent, cp.bg_uuid, cp.uuid, cp.sent) == (True, UUID, None, False)
+        assert cp.bg_file == (Path(paid.bg_file) if paid.bg_file else None)
+    # sent, never answered: it may be charged and nothing can fetch it
+    assert resume.decide(entry(state="running", stage="generate", bg_sent=True)).action == resume.REFUSE
+    # and the generation after it, likewise
+    both = entry(state="running", stage="generate", bg_sent=True, bg_uuid=UUID, bg_file=str(cut),
+                 generation_sent=True)
+    assert resume.decide(both).action == resume.REFUSE and resume.checkpoint_for(both).sent
+    # a removal that failed on 1min.ai's side leads nowhere
+    dead = entry(state="failed", stage="poll", error_kind="GenerationFailed", bg_sent=True, bg_uuid=UUID)
+    assert resume.decide(dead).action == resume.NOTHING
