@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 import bpy
 
+from ..core.defaults import DEFAULT_BASE_URL, Timeouts
 from ..core.errors import ONLINE_ACCESS_PATH, PREFS_PATH, OfflineError, Onemin3DError, register_secret
-from ..core.protocol import DEFAULT_BASE_URL, Timeouts
 
 #: The add-on's top-level package: "onemin3d_addon" from the source tree, and
 #: "bl_ext.<repository>.onemin3d" once installed as an extension. `bl_idname` of the

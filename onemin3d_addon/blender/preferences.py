@@ -19,8 +19,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..core.defaults import DEFAULT_BASE_URL, Timeouts
 from ..core.errors import get_logger
-from ..core.protocol import DEFAULT_BASE_URL, Timeouts
 from . import connection, properties
 from .connection import (  # re-exported: the names scripts and tests have used from here
     ADDON_ID,

@@ -26,6 +26,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 from urllib.parse import quote, urlsplit
 
+# re-exported: the defaults the preferences are drawn with live apart, light to import at registration
+from .defaults import DEFAULT_BASE_URL as DEFAULT_BASE_URL
+from .defaults import Timeouts as Timeouts
 from .errors import (
     AuthError,
     BadResponse,
@@ -39,8 +42,6 @@ from .errors import (
     ServerError,
     redact,
 )
-
-DEFAULT_BASE_URL: Final = "https://api.1min.ai"
 
 DEFAULT_ASSET_BASE_URL: Final = "https://asset.1min.ai"
 
@@ -125,17 +126,8 @@ def download_urls(record: GenerationRecord, asset_base_url: str) -> list[str]:
 
 
 # --- settings and records --------------------------------------------------------------------
-# Frozen records as NamedTuples rather than frozen dataclasses: the add-on's preferences take
-# their defaults from Timeouts when the add-on registers, and a NamedTuple class costs a tenth of
-# a frozen dataclass to define (scripts/bench.py startup). Build them with keywords.
-
-
-class Timeouts(NamedTuple):
-    """Seconds. `generate` is the read timeout of the synchronous generation POST."""
-
-    connect: float = 10.0
-    generate: float = 300.0
-    read: float = 60.0
+# Frozen records as NamedTuples rather than frozen dataclasses: a NamedTuple class costs a tenth
+# of a frozen dataclass to define. Build them with keywords. (`Timeouts` is core.defaults'.)
 
 
 class RetryPolicy(NamedTuple):

@@ -7,6 +7,10 @@ jobs are driven by calling the runtime's pump() on this, the main thread, as api
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +20,21 @@ from typing import Any
 import pytest
 
 MODULE = "onemin3d_addon"
+
+
+def run_script_child(script: str, spec: dict[str, Any], user_dir: Path) -> dict[str, Any]:
+    """Run `script` (a test module that is also its child's script) in a fresh, isolated Python
+    (`-I`, no ONEMIN_ or PYTHON variables, `user_dir` as the Blender user folder), `spec` as JSON
+    on its stdin; its last `RESULT {json}` line, with its "stdout" and "stderr" added."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONEMIN_", "PYTHON"))}
+    env["BLENDER_USER_RESOURCES"] = str(user_dir)
+    proc = subprocess.run([sys.executable, "-I", script], input=json.dumps(spec), env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"child failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
+    result["stdout"], result["stderr"] = proc.stdout, proc.stderr
+    return result
 
 
 def addon_enabled() -> bool:

@@ -14,8 +14,6 @@ The child reports what it saw as one JSON line; the test asserts on it here.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,14 +35,9 @@ def linux_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_child(spec: dict[str, Any], user_dir: Path) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONEMIN_", "PYTHON"))}
-    env["BLENDER_USER_RESOURCES"] = str(user_dir)
-    proc = subprocess.run([sys.executable, "-I", __file__], input=json.dumps(spec), env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, f"child failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
-    return result
+    from addon_harness import run_script_child  # here: this file is also the child's script, run isolated
+
+    return run_script_child(__file__, spec, user_dir)
 
 
 @pytest.mark.smoke

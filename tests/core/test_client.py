@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fake_onemin_server import FakeOneMinServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from stand_in_helpers import FAST, QUICK, write_photo
 
 from onemin3d_addon.core import pipeline, results
 from onemin3d_addon.core.client import (
@@ -52,27 +52,12 @@ from onemin3d_addon.core.errors import (
 )
 from onemin3d_addon.core.pipeline import Checkpoint, Request
 
-FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05, max_retry_after=0.3, not_found_retries=3)
-QUICK = Timeouts(connect=2.0, generate=10.0, read=5.0)
-
-
 # --- fixtures and helpers ------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small photo-like JPEG (a lit disc on a noisy background), fine for upload as it is."""
-    h, w = 512, 640
-    rng = np.random.default_rng(3)
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.empty((h, w, 3), np.float32)
-    img[...] = (50, 60, 80)
-    disc = (xx - 300) ** 2 + (yy - 240) ** 2 < 150**2
-    img[disc] = (230, 220, 190)
-    img += rng.normal(0, 8, img.shape)
-    path = tmp_path_factory.mktemp("photo") / "dress photo.jpg"
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=90)
-    return path
+    return write_photo(tmp_path_factory.mktemp("photo") / "dress photo.jpg")
 
 
 @pytest.fixture

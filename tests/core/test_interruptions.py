@@ -13,14 +13,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fake_onemin_server import FakeOneMinServer
-from PIL import Image
+from stand_in_helpers import FAST, QUICK, write_photo
 
 from onemin3d_addon.core import history as history_mod
 from onemin3d_addon.core import pipeline
-from onemin3d_addon.core.client import OneMinClient, RetryPolicy, Timeouts
+from onemin3d_addon.core.client import OneMinClient
 from onemin3d_addon.core.errors import (
     Cancelled,
     InvalidInput,
@@ -34,18 +33,10 @@ from onemin3d_addon.core.history import History, HistoryEntry
 from onemin3d_addon.core.pipeline import Checkpoint, Request
 from onemin3d_addon.core.ratelimit import RateLimiter
 
-FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05, max_retry_after=0.3, not_found_retries=3)
-QUICK = Timeouts(connect=2.0, generate=10.0, read=5.0)
-
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    h, w = 512, 640
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([xx * 255.0 / w, yy * 255.0 / h, np.full((h, w), 120.0)], -1)
-    path = tmp_path_factory.mktemp("photo") / "lamp.jpg"
-    Image.fromarray(img.astype(np.uint8)).save(path, quality=90)
-    return path
+    return write_photo(tmp_path_factory.mktemp("photo") / "lamp.jpg")
 
 
 def request(stand_in: FakeOneMinServer, api_key: str, photo: Path, result_dir: Path, **kw: Any) -> Request:

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from fake_onemin_server import FakeOneMinServer
 from PIL import Image
+from stand_in_helpers import FAST, QUICK
 
 from onemin3d_addon.core import pipeline, results
-from onemin3d_addon.core.client import GenerationRecord, RetryPolicy, Timeouts
+from onemin3d_addon.core.client import GenerationRecord
 from onemin3d_addon.core.errors import (
     Cancelled,
     ImageError,
@@ -23,9 +24,6 @@ from onemin3d_addon.core.errors import (
     user_message,
 )
 from onemin3d_addon.core.pipeline import STAGES, Checkpoint, Request
-
-FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05, max_retry_after=0.3, not_found_retries=3)
-QUICK = Timeouts(connect=2.0, generate=10.0, read=5.0)
 
 
 def _photo(path: Path, size: tuple[int, int] = (640, 512), fmt: str | None = None) -> Path:
