@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Command line: `python scripts/bench.py client|import|ui|batch|startup [ARGS]` runs one benchmark (scripts/bench_<name>.py).
+"""Command line: `python scripts/bench.py client|import|ui|batch|startup|export [ARGS]` runs one benchmark (scripts/bench_<name>.py).
 
 Each benchmark lives in its own module exposing `main(argv) -> int` and prints its figures as
 ratios against a reference measured in the same run, with PASS/FAIL against its target; the
