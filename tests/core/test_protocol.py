@@ -40,7 +40,7 @@ def test_the_generation_body_asks_for_async_only_when_told() -> None:
     body = protocol.generation_body("assets/a.jpg", use_async=False)
     assert body == {"type": "IMAGE_3D_GENERATOR", "model": "stable-image", "promptObject": {"imageUrl": "assets/a.jpg"}}
     assert protocol.generation_body("assets/a.jpg", use_async=True)["async"] is True
-
+    assert protocol.result_path("a/b c") == "/api/results/a%2Fb%20c"
 
 
 def test_the_bodies_of_the_two_models_and_of_the_background_remover() -> None:
@@ -50,7 +50,6 @@ def test_the_bodies_of_the_two_models_and_of_the_background_remover() -> None:
         "type": "BACKGROUND_REMOVER", "model": "stable-image",
         "promptObject": {"imageUrl": "assets/a.jpg", "output_format": "png"}}
     assert protocol.background_body("assets/a.jpg", use_async=True)["async"] is True
-    assert protocol.result_path("a/b c") == "/api/results/a%2Fb%20c"
 
 
 def test_download_addresses_come_best_first_without_duplicates_or_dot_segments() -> None:
