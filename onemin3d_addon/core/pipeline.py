@@ -213,8 +213,10 @@ class _Job:
         return Path(path) if path is not None and Path(path).is_file() else None
 
     def _source_key(self, client: OneMinClient, work_dir: Path) -> str:
-        """Upload what the 3D generation is made from: the photo, or its checked cut-out."""
-        if not self.request.remove_background:
+        """Upload what the 3D generation is made from: the photo, or its checked cut-out (also
+        when a resumed checkpoint holds a background removal: what was paid for goes on)."""
+        s = self.state
+        if not (self.request.remove_background or s.bg_sent or s.bg_uuid or s.bg_file):
             return self._upload(client, self._prepare(work_dir))
         cutout = self._cutout(client, work_dir)
         keys = self.state.bg_record.result_keys if self.state.bg_record is not None else ()

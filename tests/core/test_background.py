@@ -158,9 +158,14 @@ def test_a_journalled_cutout_is_not_fetched_again(stand_in: FakeOneMinServer, ap
     at_file = next(c for c in cps if c.bg_file is not None)
     # what the history keeps of it: no record, only the file (core.resume.checkpoint_for)
     stand_in.requests.clear()
-    pipeline.run(req, resume=Checkpoint(bg_sent=True, bg_uuid=at_file.bg_uuid, bg_file=at_file.bg_file))
+    # what was paid for goes on, even when the request no longer asks for the removal
+    result = pipeline.run(dataclasses.replace(req, remove_background=False),
+                          resume=Checkpoint(bg_sent=True, bg_uuid=at_file.bg_uuid, bg_file=at_file.bg_file))
     assert [p for _, p in stand_in.requests if "results" in p or "background" in p] == []
     assert features_sent(stand_in)[-1] == ("IMAGE_3D_GENERATOR", "stable-image")
+    last = list(stand_in.records.values())[-1]
+    assert last["aiRecordDetail"]["promptObject"]["imageUrl"].endswith("background_removed.png")
+    assert result.cutout_image == at_file.bg_file
 
 
 def test_a_refused_removal_clears_its_sent_flag_and_a_cancelled_one_keeps_its_uuid(
