@@ -198,3 +198,32 @@ def test_a_refused_removal_clears_its_sent_flag_and_a_cancelled_one_keeps_its_uu
     before = stand_in.used_credit
     result = pipeline.run(req, resume=cps[-1])
     assert stand_in.used_credit - before == STABLE and result.cutout_image is not None
+
+
+@pytest.mark.parametrize(("fault", "stage"), [("429", "poll"), ("drop-mid-body", "download"),
+                                              ("result-404", "download"), ("key-is-url", "poll")])
+def test_faults_at_the_removal_are_weathered_and_cost_nothing_more(stand_in: FakeOneMinServer, api_key: str,
+                                                                   product: Path, tmp_path: Path, fault: str,
+                                                                   stage: str) -> None:
+    stand_in.async_latency = 0.1
+    stand_in.inject(fault, stage=stage, retry_after=0)  # the first poll or download is the removal's
+    before = stand_in.used_credit
+    result = pipeline.run(make_request(stand_in, api_key, product, tmp_path, use_async=True,
+                                       remove_background=True))
+    assert stand_in.used_credit - before == BG + STABLE and result.cutout_image is not None
+
+
+def test_a_5xx_at_the_removal_request_is_never_sent_again(stand_in: FakeOneMinServer, api_key: str,
+                                                          product: Path, tmp_path: Path) -> None:
+    from onemin3d_addon.core.errors import ServerError
+
+    stand_in.inject("502-html", stage="generate")  # the origin removed it and charged; the answer was lost
+    cps: list[Checkpoint] = []
+    req = make_request(stand_in, api_key, product, tmp_path, remove_background=True)
+    with pytest.raises(ServerError):
+        pipeline.run(req, checkpoint=cps.append)
+    assert cps[-1].bg_sent and cps[-1].bg_uuid is None
+    before = stand_in.used_credit
+    with pytest.raises(UnansweredGeneration):
+        pipeline.run(req, resume=cps[-1])
+    assert stand_in.used_credit == before
