@@ -71,3 +71,8 @@ def test_a_relief_is_coloured_with_the_cutout_of_a_background_removal(addon, sta
               for ob in job.objects for slot in ob.material_slots if slot.material and slot.material.node_tree
               for node in slot.material.node_tree.nodes if node.type == "TEX_IMAGE" and node.image}
     assert Path(entry["bg_file"]).name in images and "mug.png" not in images
+    # and cut by its alpha: the mesh spans the disc (300 px of the photo's 512 px height), not the frame
+    (relief,) = [ob for ob in job.objects if ob.type == "MESH"]
+    xs = [v.co.x for v in relief.data.vertices]
+    ys = [v.co.y for v in relief.data.vertices]
+    assert abs((max(xs) - min(xs)) / (max(ys) - min(ys)) - 1.0) < 0.05  # round, not 640:512
