@@ -72,6 +72,15 @@ def test_the_boundary_follows_the_true_contour_within_a_grid_cell(shape: object)
         err = np.abs(_disc_with_hole(x, y))
     err_cells = err / (SIDE / (n - 1))
     assert err_cells.max() < 0.5 and err_cells.mean() < 0.2
+    # and the other way: every point of the true outline has a rim point within one cell
+    if shape is _concave:
+        true_x, true_y = cx, cy
+    else:
+        theta = np.linspace(0, 2 * np.pi, 4000, endpoint=False)
+        true_x = 256.0 + np.concatenate([200 * np.cos(theta), 70 * np.cos(theta)])
+        true_y = 256.0 + np.concatenate([200 * np.sin(theta), 70 * np.sin(theta)])
+    gap = np.min(np.hypot(true_x[:, None] - x[None], true_y[:, None] - y[None]), axis=1) / (SIDE / (n - 1))
+    assert gap.max() < 1.0
     # smooth, not a staircase: the rim points are crossings between grid points, not grid points
     on_grid = np.all(np.abs(s.points[rim] - np.rint(s.points[rim])) < 1e-9, axis=1)
     assert on_grid.mean() < 0.1
