@@ -317,7 +317,7 @@ def read_alpha(path: str | os.PathLike[str]) -> Array | None:
         with images.open_image(path) as src:
             img = ImageOps.exif_transpose(src) if images.exif_orientation(src, path) != 1 else src
             bands = img.getbands()
-            if img.mode == "P" and "transparency" in img.info:
+            if "transparency" in img.info and "A" not in bands:  # a palette's or a colour key's
                 img = img.convert("RGBA")
             elif "A" not in bands and "a" not in bands:
                 return None

@@ -206,6 +206,13 @@ def test_the_alpha_is_read_upright_and_only_when_something_is_transparent(tmp_pa
     assert grid[-1, 0] == 0.0 and grid[0, -1] == 1.0  # rows bottom-up: the top-left is the last row
     Image.fromarray(rgba[..., :3]).save(tmp_path / "rgb.png")
     assert cutout.read_alpha(tmp_path / "rgb.png") is None
+    keyed = Image.fromarray(np.where(rgba[..., 3:] == 0, 7, 200).astype(np.uint8)[..., 0], "L")
+    keyed.save(tmp_path / "keyed.png", transparency=7)  # a grey PNG with a transparent colour
+    keyed_alpha = cutout.read_alpha(tmp_path / "keyed.png")
+    assert keyed_alpha is not None and keyed_alpha[0, 0] == 0.0 and keyed_alpha[-1, -1] == 1.0
+    keyed.convert("P").save(tmp_path / "palette.png", transparency=7)
+    palette_alpha = cutout.read_alpha(tmp_path / "palette.png")
+    assert palette_alpha is not None and palette_alpha[0, 0] == 0.0
     rgba[..., 3] = 255
     Image.fromarray(rgba).save(tmp_path / "opaque.png")
     assert cutout.read_alpha(tmp_path / "opaque.png") is None
