@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Command line: `python scripts/bench.py client|import|ui|batch|startup|export [ARGS]` runs one benchmark (scripts/bench_<name>.py).
+"""Command line: `python scripts/bench.py client|import|ui|batch|startup|cutout|export [ARGS]` runs one benchmark (scripts/bench_<name>.py).
 
 Each benchmark lives in its own module exposing `main(argv) -> int` and prints its figures as
 ratios against a reference measured in the same run, with PASS/FAIL against its target; the
@@ -23,6 +23,7 @@ BENCHMARKS = {
     "startup": "enabling the add-on against enabling Blender's glTF add-on, in fresh processes (issue 13)",
     "cutout": "the cut-out relief's boundary error and watertightness, its build time against the rectangle's "
               "(issue 15)",
+    "export": "the web export's simplified relief against the full relief and Blender's Decimate (issue 16)",
 }
 
 

@@ -170,7 +170,7 @@ def run_field(bpy: Any, label: str, heights: Any, repeat: int) -> list[Result]:
 
     t_ours, ours = best(repeat, lambda: simp.simplify(heights))
     worst, rms = simp.vertical_errors(ours, heights)
-    results.append(Result(f"{label}: ours (RTIN, bound {simp.DEFAULT_MAX_ERROR:.1%})", len(ours.triangles),
+    results.append(Result(f"{label}: ours (RTIN + fit, bound {simp.DEFAULT_MAX_ERROR:.0%})", len(ours.triangles),
                           worst, rms, t_ours))
 
     obj = bpy.data.objects.new("bench decimate", full)
