@@ -12,12 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import bpy
 
-from ..core.defaults import DEFAULT_BASE_URL, Timeouts
+from ..core.defaults import DEFAULT_BASE_URL
 from ..core.errors import ONLINE_ACCESS_PATH, PREFS_PATH, OfflineError, Onemin3DError, register_secret
+
+if TYPE_CHECKING:
+    from ..core.settings import ConnectionSettings as ConnectionSettings
 
 #: The add-on's top-level package: "onemin3d_addon" from the source tree, and
 #: "bl_ext.<repository>.onemin3d" once installed as an extension. `bl_idname` of the
@@ -80,32 +83,22 @@ def result_folder(prefs: Any = None) -> Path:
     return default_result_folder()
 
 
-class ConnectionSettings(NamedTuple):
-    """What a job needs from the preferences, copied on the main thread at submit time; its repr
-    leaves the key out. Build it with keywords, change it with `_replace`. A NamedTuple, not a
-    frozen dataclass: this module is imported when the add-on is enabled, and a NamedTuple class
-    costs a fraction of a frozen dataclass to define (scripts/bench.py startup)."""
+def __getattr__(name: str) -> Any:
+    # `ConnectionSettings` (core.settings, with the protocol's Timeouts) is imported on first use,
+    # not when the add-on is enabled (scripts/bench.py startup)
+    if name == "ConnectionSettings":
+        from ..core.settings import ConnectionSettings
 
-    api_key: str
-    key_source: str
-    base_url: str
-    use_async: bool = True
-    timeouts: Timeouts = Timeouts()
-    poll_interval: float = 1.0
-    poll_deadline: float = 900.0
-    parallel_jobs: int = 2
-    result_folder: Path = Path()
-    proxy: str | None = None
-    ca_bundle: str | None = None
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={value!r}" for name, value in self._asdict().items() if name != "api_key")
-        return f"{type(self).__name__}({shown})"
+        return ConnectionSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def connection_settings(context: Any = None, *, api_key: str | None = None,
                         base_url: str | None = None) -> ConnectionSettings:
     """The effective settings: explicit arguments, then environment overrides, then preferences."""
+    from ..core.protocol import Timeouts
+    from ..core.settings import ConnectionSettings
+
     prefs = get_prefs(context)
     key_source = "argument" if api_key else api_key_source(context)
     if not api_key:

@@ -64,8 +64,9 @@ DEFAULT_REGION_WIDTH = 280
 #: What a label's text does not get of its region's width at 1x scale: the category tabs, the
 #: panel's and a box's margins, the icon and its gap (measured on Blender 4.3 and 5.2's sidebar).
 _LABEL_CHROME = 98
-#: Breaks a word that is wider than a line on its own (a long file name or URL).
-_HARD_BREAK = re.compile(r"(?<=[/\\_.\-])")
+#: Breaks a word that is wider than a line on its own (a long file name or URL); compiled on first
+#: use (by `re`'s cache), not when the add-on is enabled.
+_HARD_BREAK = r"(?<=[/\\_.\-])"
 
 
 def ui_scale(context: Any) -> float:
@@ -116,7 +117,7 @@ def wrap_text(text: str, width: float, size: float) -> tuple[str, ...]:
                 continue
             # wider than a line on its own: break it after / _ . - where it can, else anywhere
             line = ""
-            for piece in _HARD_BREAK.split(word):
+            for piece in re.split(_HARD_BREAK, word):
                 if fits(line + piece):
                     line += piece
                     continue

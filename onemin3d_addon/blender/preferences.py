@@ -8,7 +8,7 @@ follow is announced through `connection.settings_changed`, so this module import
 
 # No `from __future__ import annotations`: Blender reads the property annotations as objects.
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 from bpy.props import (
@@ -19,7 +19,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..core.defaults import DEFAULT_BASE_URL, Timeouts
+from ..core.defaults import CONNECT_TIMEOUT, DEFAULT_BASE_URL, GENERATE_TIMEOUT, READ_TIMEOUT
 from ..core.errors import get_logger
 from . import connection, properties
 from .connection import (  # re-exported: the names scripts and tests have used from here
@@ -28,7 +28,6 @@ from .connection import (  # re-exported: the names scripts and tests have used 
     ENV_BASE_URL,
     IS_EXTENSION,
     MAX_PARALLEL_JOBS,
-    ConnectionSettings,
     api_key_source,
     connection_settings,
     default_result_folder,
@@ -42,7 +41,17 @@ from .connection import (  # re-exported: the names scripts and tests have used 
     result_folder,
 )
 
+if TYPE_CHECKING:
+    from ..core.settings import ConnectionSettings as ConnectionSettings
+
 log = get_logger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    # re-exported too, imported on first use (connection.py says why)
+    if name == "ConnectionSettings":
+        return connection.ConnectionSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 
@@ -90,17 +99,17 @@ class OneMin3DPreferences(bpy.types.AddonPreferences):
     connect_timeout: FloatProperty(  # type: ignore[valid-type]
         name="Connect",
         description="Seconds to wait for a connection to 1min.ai",
-        default=Timeouts().connect, min=1.0, max=120.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
+        default=CONNECT_TIMEOUT, min=1.0, max=120.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
     )
     generate_timeout: FloatProperty(  # type: ignore[valid-type]
         name="Generate",
         description="Seconds to wait for a synchronous generation to answer",
-        default=Timeouts().generate, min=10.0, max=1800.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
+        default=GENERATE_TIMEOUT, min=10.0, max=1800.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
     )
     read_timeout: FloatProperty(  # type: ignore[valid-type]
         name="Read",
         description="Seconds to wait for any other answer (upload, poll, download)",
-        default=Timeouts().read, min=5.0, max=600.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
+        default=READ_TIMEOUT, min=5.0, max=600.0, subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE',
     )
     poll_deadline: FloatProperty(  # type: ignore[valid-type]
         name="Give Up After",

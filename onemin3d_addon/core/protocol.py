@@ -27,8 +27,8 @@ from typing import Any, Final, NamedTuple
 from urllib.parse import quote, urlsplit
 
 # re-exported: the defaults the preferences are drawn with live apart, light to import at registration
+from .defaults import CONNECT_TIMEOUT, GENERATE_TIMEOUT, READ_TIMEOUT
 from .defaults import DEFAULT_BASE_URL as DEFAULT_BASE_URL
-from .defaults import Timeouts as Timeouts
 from .errors import (
     AuthError,
     BadResponse,
@@ -127,7 +127,15 @@ def download_urls(record: GenerationRecord, asset_base_url: str) -> list[str]:
 
 # --- settings and records --------------------------------------------------------------------
 # Frozen records as NamedTuples rather than frozen dataclasses: a NamedTuple class costs a tenth
-# of a frozen dataclass to define. Build them with keywords. (`Timeouts` is core.defaults'.)
+# of a frozen dataclass to define. Build them with keywords.
+
+
+class Timeouts(NamedTuple):
+    """Seconds. `generate` is the read timeout of the synchronous generation POST."""
+
+    connect: float = CONNECT_TIMEOUT
+    generate: float = GENERATE_TIMEOUT
+    read: float = READ_TIMEOUT
 
 
 class RetryPolicy(NamedTuple):

@@ -28,8 +28,9 @@ NOT_AT_REGISTRATION = (
     # the job machinery and what it reads and writes
     "onemin3d_addon.core.client", "onemin3d_addon.core.pipeline", "onemin3d_addon.core.jobs",
     "onemin3d_addon.core.history", "onemin3d_addon.core.journal", "onemin3d_addon.core.prices",
-    # the wire format (the preferences take their defaults from core.defaults)
-    "onemin3d_addon.core.protocol",
+    # the wire format and the connection settings a job is given (the preferences take their
+    # defaults from core.defaults)
+    "onemin3d_addon.core.protocol", "onemin3d_addon.core.settings",
     # the runtime (lifecycle installs its handlers and timer, which import it on first use) and its view
     "onemin3d_addon.blender.runtime", "onemin3d_addon.blender.wm_view",
     # building and finishing a result in the scene
