@@ -38,7 +38,7 @@ from ..core.errors import (
     user_message,
 )
 from ..core.options import generation_request
-from . import connection, lifecycle
+from . import connection, runtime_state
 from .wm_view import WindowManagerView, current_blend_file, tag_redraw, window_state
 
 if TYPE_CHECKING:  # imported where used: registering the add-on loads none of them (scripts/bench.py startup)
@@ -1041,8 +1041,8 @@ def get_runtime(context: Any = None) -> Runtime:
     if _runtime is None or _runtime._closed:
         conn_folder = connection.result_folder(connection.get_prefs(context))
         _runtime = Runtime(conn_folder, max_workers=connection.parallel_jobs(context))
-        lifecycle.install_handlers()
-        if lifecycle.registered:
+        runtime_state.install_handlers()
+        if runtime_state.registered:
             _start(_runtime, context)
     return _runtime
 
@@ -1078,7 +1078,7 @@ def ensure_timer() -> None:
 
 
 def settings_changed(what: str, context: Any) -> None:
-    """A preference the running jobs follow changed (see connection.settings_changed, lifecycle)."""
+    """A preference the running jobs follow changed (see connection.settings_changed; lifecycle passes it on)."""
     if what == "parallel_jobs":
         set_parallel_jobs(connection.parallel_jobs(context))
     elif what == "result_folder":
@@ -1093,7 +1093,7 @@ def set_parallel_jobs(n: int) -> None:
 def result_folder_changed(context: Any = None) -> None:
     """The preference changed: list that folder's history, and resume what it left pending."""
     if _runtime is None:
-        if lifecycle.registered:
+        if runtime_state.registered:
             get_runtime(context)  # starts it, in the new folder
         return
     conn = connection.connection_settings(context)
@@ -1106,7 +1106,7 @@ def result_folder_changed(context: Any = None) -> None:
 
 
 def on_file_loaded() -> None:
-    """After a .blend was loaded (lifecycle's load_post handler)."""
+    """After a .blend was loaded (runtime_state's load_post handler)."""
     if _runtime is not None:
         _runtime.on_file_loaded()
         if _runtime.busy():
@@ -1114,14 +1114,15 @@ def on_file_loaded() -> None:
 
 
 def on_file_saved() -> None:
-    """After a .blend was saved (lifecycle's save_post handler)."""
+    """After a .blend was saved (runtime_state's save_post handler)."""
     if _runtime is not None:
         _runtime.on_file_saved()
 
 
 def stop() -> None:
     """Stop the runtime, if there is one: its timer removed, its jobs cancelled, its threads joined
-    (lifecycle.unregister; a script that started one without registering calls `unregister`)."""
+    (lifecycle.unregister, through runtime_state; a script that started one without registering
+    calls `unregister`)."""
     global _runtime
     rt, _runtime = _runtime, None
     if bpy.app.timers.is_registered(pump):
@@ -1130,9 +1131,16 @@ def stop() -> None:
         log.warning("some job threads did not stop within 5 s")
 
 
-#: Registering installs lifecycle's callbacks only, which import this module on first use.
-register = lifecycle.register
-unregister = lifecycle.unregister
+def unregister() -> None:
+    """Stop the runtime a script started without registering the add-on, and remove its file
+    handlers (disabling the add-on does this through lifecycle.unregister)."""
+    runtime_state.registered = False
+    runtime_state.remove_handlers()
+    stop()
+
+
+# What the file handlers (installed at registration, before this module is imported) call.
+runtime_state.attach(file_loaded=on_file_loaded, file_saved=on_file_saved, peek=peek_runtime, stop=stop)
 
 
 __all__ = [
@@ -1141,6 +1149,5 @@ __all__ = [
     "ensure_timer",
     "get_runtime",
     "pump",
-    "register",
     "unregister",
 ]
