@@ -187,3 +187,34 @@ def test_issue_16_figures_on_a_1024_relief_with_sharp_steps() -> None:
     assert 2 * len(s.triangles) + walls <= 50_000             # top, its flat copy, the walls
     assert worst <= simp.DEFAULT_MAX_ERROR + 1e-6 <= 0.02
     assert rms <= 0.005
+
+
+def test_it_composes_with_the_cut_out_clip_and_the_solid() -> None:
+    """simplify → core.cutout (clip at the alpha, solidify): still cut, every edge used twice in
+    opposite directions, and the outline within one cell of the full grid's clip."""
+    from onemin3d_addon.core import cutout
+
+    rows, cols = 129, 161
+    z = _step(rows, cols)
+    y, x = np.mgrid[0:rows, 0:cols]
+    alpha = np.clip(40.0 - np.hypot(x - 80.3, y - 61.7), 0.0, 1.0).astype(np.float32)
+    mask = alpha >= 0.5
+    band = np.zeros_like(mask)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            band |= np.roll(np.roll(mask, dy, 0), dx, 1) != mask
+    s = simp.simplify(z, max_error=0.01, force=band)
+    ij = s.points.astype(int)
+    top = cutout.clip(cutout.triangle_surface(s.points, s.heights, s.triangles), alpha[ij[:, 1], ij[:, 0]])
+    full = cutout.clip(cutout.grid_surface(z), alpha.reshape(-1))
+    assert len(top.face_starts) < len(full.face_starts) / 2      # triangles against quads
+    # the same outline: the clipped boundary points are the full grid's
+    assert np.abs(top.points.min(axis=0) - full.points.min(axis=0)).max() < 1e-9
+    assert np.abs(top.points.max(axis=0) - full.points.max(axis=0)).max() < 1e-9
+    assert (np.hypot(top.points[:, 0] - 80.3, top.points[:, 1] - 61.7) <= 40.5).all()
+    solid = cutout.solidify(top, 0.05)
+    nxt = solid.next_corner()
+    edges = np.stack([solid.corner_verts, solid.corner_verts[nxt]], axis=1).astype(np.int64)
+    n = len(solid.points)
+    forward, backward = edges[:, 0] * n + edges[:, 1], edges[:, 1] * n + edges[:, 0]
+    assert len(np.unique(forward)) == len(forward) and np.isin(forward, backward).all()
