@@ -11,8 +11,8 @@ passed through `redact()`, and `KeyMaskingFilter` masks the key in every log rec
 add-on (and enabling it) does not load the logging package.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: a NamedTuple's string annotations each cost a compile()
+# when the class is defined, and this module is imported when the add-on is enabled.
 import functools
 import math
 import re
@@ -378,7 +378,7 @@ _HEADER_RE = r"(?i)(api[-_]key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
 
 
 @functools.cache
-def _key_filter() -> logging.Filter:
+def _key_filter() -> "logging.Filter":
     """The one `KeyMaskingFilter`, made (and `logging` imported) on first use."""
     import logging
 
@@ -413,7 +413,7 @@ class _Logger:
         self._name = name
         self._logger: logging.Logger | None = None
 
-    def _real(self) -> logging.Logger:
+    def _real(self) -> "logging.Logger":
         logger = self._logger
         if logger is None:
             import logging
@@ -431,7 +431,7 @@ class _Logger:
         return f"<logger {self._name} (on first use)>"
 
 
-def get_logger(name: str) -> logging.Logger:
+def get_logger(name: str) -> "logging.Logger":
     """`logging.getLogger(name)` with the key-masking filter attached, looked up on first use.
 
     Logger filters only see records logged on that very logger, so every module of the add-on
