@@ -216,7 +216,7 @@ def export_web(target: Any, path: str | os.PathLike[str], **options: Any) -> Any
     triangles, objects, reliefs, downsized textures).
 
     A relief of this add-on is rebuilt from its heights at its live Strength, simplified to at
-    most 50,000 triangles within 1.5% of its depth, and stays cut out and solid as imported; a
+    most 50,000 triangles within 1% of its depth, and stays cut out and solid as imported; a
     model or plane is passed through, modifiers applied. Textures are embedded as JPEG at most
     2048 px on the long side, from copies: the scene is left as it was. Options: max_triangles,
     max_error (a fraction of the depth), texture_size, image_format ("JPEG", "WEBP", "AUTO"),

@@ -51,7 +51,7 @@ class _ExportBase(bpy.types.Operator, ExportHelper):  # type: ignore[misc]  # st
     max_error: FloatProperty(  # type: ignore[valid-type]
         name="Max Error", default=0.0, min=0.0, max=0.5, subtype='FACTOR', precision=3,
         description="Largest vertical error of a simplified relief, as a fraction of its depth "
-                    "(0: the add-on's default, within 2%)")
+                    "(0: the add-on's default, 1%)")
     texture_size: IntProperty(  # type: ignore[valid-type]
         name="Texture Size", default=2048, min=64, max=16384, subtype='PIXEL',
         description="Longest side of an exported texture; larger ones are exported from downsized copies")
