@@ -105,7 +105,8 @@ def _scene_state(blend: Blend) -> tuple[dict[str, set[str]], list[str], str | No
 
 
 def test_web_glb_of_a_1024_relief_holds_triangles_errors_size_and_texture(empty_blend: Blend) -> None:
-    simplify = pytest.importorskip("onemin3d_addon.core.simplify")  # until core/simplify.py lands
+    from onemin3d_addon.core import simplify
+
     photo, depth = _photo_and_depth(empty_blend.tmp, 1024, 768)
     obj = build_relief.import_relief(photo, depth, collection=empty_blend.bpy.context.scene.collection,
                                      resolution=1024)
