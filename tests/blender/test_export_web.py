@@ -292,3 +292,13 @@ def test_the_converters_export_step_writes_web_and_usdz_of_a_result_collection(e
     ((pos, tris, _uv),) = Glb(empty_blend.tmp / "photo.web.glb").triangles()
     assert pos[:, 2].min() < 0 < len(tris)  # the solid's back, below the relief
     assert (empty_blend.tmp / "photo.usdz").stat().st_size > 0
+
+
+def test_webp_is_written_where_blenders_exporter_offers_it(empty_blend: Blend) -> None:
+    bpy = empty_blend.bpy
+    photo, depth = _photo_and_depth(empty_blend.tmp, 80, 60)
+    obj = build_relief.import_relief(photo, depth, collection=bpy.context.scene.collection, resolution=32)
+    summary = export_web(obj, empty_blend.tmp / "w.glb", image_format="WEBP")
+    glb = Glb(empty_blend.tmp / "w.glb")
+    assert summary.image_format == "WEBP" and [(m, i.format) for m, i, _ in glb.images()] == [("image/webp", "WEBP")]
+    assert "EXT_texture_webp" in glb.json["extensionsUsed"]
