@@ -276,19 +276,28 @@ class _Textures:
         self.images[image] = small
         return small
 
-    def material(self, mat: Any) -> Any:
-        if mat is None or mat in self.materials:
-            return self.materials.get(mat)
+    def material(self, mat: Any, *, opaque: bool = False) -> Any:
+        """`mat`, or a copy with downsized images; `opaque`: a copy that ignores the images'
+        alpha too (a cut-out relief is cut by its geometry: its texture can be a JPEG)."""
+        if mat is None or (mat, opaque) in self.materials:
+            return self.materials.get((mat, opaque))
         out = mat
         tree = getattr(mat, "node_tree", None)
         nodes = [n for n in tree.nodes if n.type == "TEX_IMAGE" and n.image is not None] if tree else []
         swaps = {n.name: self._small(n.image) for n in nodes}
-        if any(swaps[n.name] is not n.image for n in nodes):
+        alpha = opaque and any(n.outputs["Alpha"].is_linked for n in nodes)
+        if alpha or any(swaps[n.name] is not n.image for n in nodes):
             out = self.created.add(mat.copy())
             for node in out.node_tree.nodes:
                 if node.name in swaps:
                     node.image = swaps[node.name]
-        self.materials[mat] = out
+                    if opaque:
+                        for link in list(node.outputs["Alpha"].links):
+                            target = link.to_socket
+                            out.node_tree.links.remove(link)
+                            if hasattr(target, "default_value"):
+                                target.default_value = 1.0  # alpha (or a mix factor) of a fully opaque pixel
+        self.materials[(mat, opaque)] = out
         return out
 
 
@@ -301,6 +310,15 @@ class _Prepared:
     triangles: int
     reliefs: int
     downsized: list[str]
+    #: a model's or plane's material shows an image's alpha (a relief is cut by geometry instead)
+    alpha: bool = False
+
+
+def _shows_alpha(mat: Any) -> bool:
+    tree = getattr(mat, "node_tree", None)
+    return tree is not None and any(
+        node.type == "TEX_IMAGE" and node.image is not None and node.outputs["Alpha"].is_linked
+        for node in tree.nodes)
 
 
 def _triangles(obj: Any) -> int:
@@ -334,7 +352,7 @@ def _prepared(target: Any, *, max_triangles: int, max_error: float | None, textu
             textures = _Textures(texture_size, created)
             coll = created.add(bpy.data.collections.new(".1min3d export"))
             scene.collection.children.link(coll)
-            copies, reliefs = [], 0
+            copies, reliefs, alpha = [], 0, False
             for src in sources:
                 if is_relief(src):
                     data = web_relief_mesh(src, f"{src.name} web", max_triangles=max_triangles,
@@ -347,7 +365,8 @@ def _prepared(target: Any, *, max_triangles: int, max_error: float | None, textu
                     copy.data = data
                     copy.parent = None
                 for index, mat in enumerate(data.materials):
-                    swapped = textures.material(mat)
+                    alpha = alpha or (not is_relief(src) and _shows_alpha(mat))
+                    swapped = textures.material(mat, opaque=is_relief(src))
                     if swapped is not mat:
                         data.materials[index] = swapped
                 copy.matrix_world = src.matrix_world.copy()
@@ -359,7 +378,7 @@ def _prepared(target: Any, *, max_triangles: int, max_error: float | None, textu
             for copy in copies:
                 copy.select_set(True)
             view_layer.objects.active = copies[0]
-            yield _Prepared(copies, sum(_triangles(c) for c in copies), reliefs, textures.downsized)
+            yield _Prepared(copies, sum(_triangles(c) for c in copies), reliefs, textures.downsized, alpha)
     finally:
         made = list({id(i): i for i in created.ids if alive(i)}.values())
         if made:
@@ -398,26 +417,32 @@ def export_web(target: Any, path: str | os.PathLike[str], *, max_triangles: int 
     """Write `target` (an object, a collection, or a list of them) as a GLB for web viewers.
 
     Reliefs are simplified to at most `max_triangles` each, within `max_error` (a fraction of
-    the relief's depth; default: core/simplify's); textures are embedded as JPEG (or
-    `image_format`: "WEBP", "AUTO") at most `texture_size` px on the long side.
+    the relief's depth; default: core/web_relief's); textures are embedded at most
+    `texture_size` px on the long side, as `image_format` ("JPEG", "WEBP", "AUTO"; default:
+    JPEG, or WebP when a model's or plane's material shows an image's alpha, which JPEG drops).
     """
     op = bpy.ops.export_scene.gltf
     props = _operator_properties(op)
     offered = _enum_items(props.get("export_image_format"))
-    wanted = image_format.upper() if image_format else next((f for f in WEB_IMAGE_FORMATS if f in offered), "AUTO")
-    if offered and wanted not in offered:
+    wanted = image_format.upper() if image_format else ""
+    if offered and wanted and wanted not in offered:
         raise ExportError(f"This Blender's glTF exporter cannot write {wanted} images: choose one of "
                           f"{', '.join(sorted(offered))}.")
     target_path = _checked_path(path, ".glb")
     kwargs: dict[str, Any] = {"filepath": str(target_path), "export_format": "GLB", "use_selection": True,
                               "export_apply": True}
-    optional = {"export_image_format": wanted, "export_jpeg_quality": jpeg_quality,
+    optional = {"export_jpeg_quality": jpeg_quality,
                 "export_image_quality": jpeg_quality, "export_animations": False, "export_extras": False,
                 "export_cameras": False, "export_lights": False, "export_yup": True,
                 "export_texcoords": True, "export_normals": True, "export_materials": "EXPORT",
                 "export_attributes": False, "will_save_settings": False}
     kwargs.update({k: v for k, v in optional.items() if k in props})
     with _prepared(target, max_triangles=max_triangles, max_error=max_error, texture_size=texture_size) as prep:
+        if not wanted:
+            choices = WEB_IMAGE_FORMATS[::-1] if prep.alpha else WEB_IMAGE_FORMATS
+            wanted = next((f for f in choices if f in offered), "AUTO")
+        if offered:
+            kwargs["export_image_format"] = wanted
         _run(op, kwargs, target_path, "glTF")
         return ExportSummary(target_path, prep.triangles, len(prep.objects), prep.reliefs, prep.downsized,
                              wanted if offered else "")
@@ -431,7 +456,11 @@ def export_usdz(target: Any, path: str | os.PathLike[str], *, max_triangles: int
     Y up and metres, as AR Quick Look expects.
     """
     op = bpy.ops.wm.usd_export
-    props = _operator_properties(op)
+    try:
+        props = _operator_properties(op)
+    except KeyError:  # a Blender built without USD (Debian's 4.3 and 5.2 are): no exporter to call
+        raise ExportError("This Blender was built without USD, so it cannot write a .usdz: export for AR "
+                          "from Blender's own build (blender.org), or use Export for Web.") from None
     target_path = _checked_path(path, ".usdz")
     kwargs: dict[str, Any] = {"filepath": str(target_path), "selected_objects_only": True}
     optional: dict[str, Any] = {

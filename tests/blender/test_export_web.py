@@ -158,6 +158,8 @@ def test_a_cut_out_relief_stays_cut_and_a_solid_one_watertight_and_the_scene_is_
     grid = relief_grid(obj)
     rows, cols = grid.heights.shape
     ((pos, tris, _uv),) = Glb(out).triangles()
+    # cut by its geometry, the relief needs no alpha: its photo (a PNG with alpha) goes as a JPEG
+    assert [img.format for _, img, _ in Glb(out).images()] == ["JPEG"]
     # no triangle covers a grid point where the photo's alpha is below 0.5 (the hole's centre included)
     col = (pos[:, 0] + grid.width / 2) / grid.width * (cols - 1)
     row = (pos[:, 1] + grid.height / 2) / grid.height * (rows - 1)
@@ -294,11 +296,18 @@ def test_the_converters_export_step_writes_web_and_usdz_of_a_result_collection(e
     assert (empty_blend.tmp / "photo.usdz").stat().st_size > 0
 
 
-def test_webp_is_written_where_blenders_exporter_offers_it(empty_blend: Blend) -> None:
+def test_webp_is_written_when_asked_and_for_a_plane_that_shows_its_alpha(empty_blend: Blend) -> None:
+    from onemin3d_addon.blender.build_plane import import_plane
+
     bpy = empty_blend.bpy
-    photo, depth = _photo_and_depth(empty_blend.tmp, 80, 60)
-    obj = build_relief.import_relief(photo, depth, collection=bpy.context.scene.collection, resolution=32)
-    summary = export_web(obj, empty_blend.tmp / "w.glb", image_format="WEBP")
-    glb = Glb(empty_blend.tmp / "w.glb")
-    assert summary.image_format == "WEBP" and [(m, i.format) for m, i, _ in glb.images()] == [("image/webp", "WEBP")]
-    assert "EXT_texture_webp" in glb.json["extensionsUsed"]
+    photo, depth = _photo_and_depth(empty_blend.tmp, 80, 60, alpha=_disc_with_hole(80, 60))
+    relief = build_relief.import_relief(photo, depth, collection=bpy.context.scene.collection, resolution=32)
+    plane = import_plane(photo, collection=bpy.context.scene.collection, cutout=False)
+    for obj, name, image_format, expect in ((relief, "r.glb", None, "JPEG"), (relief, "w.glb", "WEBP", "WEBP"),
+                                            (plane, "p.glb", None, "WEBP")):
+        summary = export_web(obj, empty_blend.tmp / name, image_format=image_format)
+        glb = Glb(empty_blend.tmp / name)
+        assert summary.image_format == expect and [i.format for _, i, _ in glb.images()] == [expect], name
+        if expect == "WEBP":
+            assert "EXT_texture_webp" in glb.json["extensionsUsed"]
+            assert glb.images()[0][1].mode == "RGBA" or image_format  # the plane keeps its alpha
