@@ -40,7 +40,7 @@ def _size(path: Path) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{max(1, round(size / 1e3))} kB"
 
 
-class _ExportBase(bpy.types.Operator, ExportHelper):  # type: ignore[misc]  # stubs: check() differs
+class _ExportBase(bpy.types.Operator, ExportHelper):  # type: ignore[misc, unused-ignore]  # 4.2's stubs: check() differs
     fmt = ""
     filename_ext = ""
     file_suffix = ""

@@ -158,9 +158,9 @@ def _grid_from_mesh(mesh: Any, record: dict[str, Any]) -> tuple[Array, float, fl
     n = len(mesh.vertices)
     if n < 4:
         return None
-    co = np.empty(n * 3, np.float32)
-    mesh.attributes["position"].data.foreach_get("vector", co)
-    co = co.reshape(-1, 3)
+    flat = np.empty(n * 3, np.float32)
+    mesh.attributes["position"].data.foreach_get("vector", flat)
+    co: Array = flat.reshape(-1, 3)
     h = np.empty(n, np.float32)
     mesh.attributes[RELIEF_HEIGHT_ATTRIBUTE].data.foreach_get("value", h)
     top = np.abs(co[:, 2]) < 1e-6  # the modifier lifts them: the mesh's own positions are flat
