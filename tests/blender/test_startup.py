@@ -49,12 +49,20 @@ watched = json.loads(sys.argv[2])
 before = {name for name in watched if name in sys.modules}
 mod = addon_utils.enable("onemin3d_addon", default_set=True)
 loaded = sorted(name for name in watched if name in sys.modules and name not in before)
+# the add-on's file handlers, called as after a file load or save: with no runtime, nothing to tell
+ours = [h for h in (*bpy.app.handlers.load_post, *bpy.app.handlers.save_post)
+        if getattr(h, "__module__", "").startswith("onemin3d_addon")]
+for handler in ours:
+    handler(None)
+handlers_loaded_runtime = "onemin3d_addon.blender.runtime" in sys.modules
 from onemin3d_addon.blender import runtime
 print("RESULT " + json.dumps({
     "enabled": mod is not None,
     "before": sorted(before),
     "loaded": loaded,
     "runtime_started": runtime.peek_runtime() is not None,
+    "handlers": len(ours),
+    "handlers_loaded_runtime": handlers_loaded_runtime,
 }), flush=True)
 """
 
@@ -73,3 +81,5 @@ def test_enabling_the_add_on_loads_no_http_stack_no_pillow_and_no_job_machinery(
     assert "PIL" not in seen["before"], "the probe must start without Pillow"
     assert seen["loaded"] == [], f"enabling the add-on loaded {seen['loaded']}"
     assert not seen["runtime_started"], "the runtime starts on first use, not at registration"
+    assert seen["handlers"] == 2, "one load_post and one save_post handler"
+    assert not seen["handlers_loaded_runtime"], "a file load or save before any job loads no runtime"
