@@ -277,6 +277,17 @@ def test_the_export_operators_write_the_selection_and_say_what_to_select_without
         assert Glb(empty_blend.tmp / "relief.web.glb").triangles()
         assert (empty_blend.tmp / "relief.usdz").is_file()  # the extension is added when missing
         assert not empty_blend.orphans() and obj.select_get()
+        # the sidebar's Export panel and File › Export offer both (drawn into the strict layout double)
+        from types import SimpleNamespace
+
+        from strict_layout import StrictLayout
+
+        from onemin3d_addon.blender import export_ops
+
+        for draw in (export_ops.VIEW3D_PT_onemin3d_export.draw, export_ops.menu_file_export):
+            layout = StrictLayout()
+            draw(SimpleNamespace(layout=layout), bpy.context)
+            assert [op for op, _ in layout.operators()] == ["onemin3d.export_web", "onemin3d.export_usdz"]
     finally:
         addon_harness.disable()
 
