@@ -40,7 +40,7 @@ import sys
 import time
 import traceback
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -331,6 +331,248 @@ def frame_in_free_part(obj: Any) -> Iterator[float]:
     yield 0.5
 
 
+# --- the new panel features (issues 15 and 16) -------------------------------------------------
+
+def stand_in_stats() -> dict[str, Any]:
+    with urllib.request.urlopen(f"{args.base_url}/_control/stats", timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def addon_module(name: str) -> Any:
+    """A module of the installed extension, e.g. "blender.panels"."""
+    return importlib.import_module(f"{args.module}.{name}")
+
+
+def temp_folder() -> Path:
+    """The driver's own temp folder, beside the screenshots (ui_test.sh empties it for each run)."""
+    folder = Path(args.out).parent / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def generate_on_screen(step: str) -> Generator[Callable[[], bool] | float, None, Any]:
+    """Generate clicked on screen (as in `running`), then wait for the job to end; the job, imported."""
+    x, y = find_generate()
+    before = len(api().jobs())
+    xdotool("mousemove", x, y, "click", "1")
+    yield lambda: len(api().jobs()) > before and api().jobs()[-1].done
+    xdotool("mousemove", x - 300, y)
+    job = api().jobs()[-1]
+    if job.state != "imported":
+        raise RuntimeError(f"{step}: the job ended {job.state}: {job.error_message}")
+    return job
+
+
+def mesh_of(job: Any, step: str) -> Any:
+    meshes = [ob for ob in job.objects if ob.type == 'MESH']
+    if not meshes:
+        raise RuntimeError(f"{step}: the job imported no mesh ({[ob.name for ob in job.objects]})")
+    return meshes[0]
+
+
+def show_only(objects: list[Any]) -> None:
+    """Hide every other object, select these and make the first one active (as a user would, to look at it)."""
+    layer = bpy.context.view_layer
+    for ob in layer.objects:
+        ob.hide_set(ob not in objects)
+        ob.select_set(ob in objects)
+    layer.objects.active = objects[0]
+
+
+def non_manifold(mesh: Any) -> tuple[int, int]:
+    """(edges, vertices) that are not manifold, as bmesh counts them."""
+    import bmesh
+
+    bm = bmesh.new()
+    try:
+        bm.from_mesh(mesh)
+        return sum(not e.is_manifold for e in bm.edges), sum(not v.is_manifold for v in bm.verts)
+    finally:
+        bm.free()
+
+
+def grid_faces(obj: Any) -> int:
+    """The face count of the relief's full rectangle (its grid's cells)."""
+    grid = obj["onemin3d_relief_grid"]
+    return (int(grid["rows"]) - 1) * (int(grid["cols"]) - 1)
+
+
+def cutout_photo() -> tuple[Path, Any]:
+    """The test photo with an analytic head-and-shoulders silhouette as its alpha (scripts/bench_cutout.py's),
+    as an RGBA PNG in the temp folder; and that module (the silhouette and its true outline)."""
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_cutout as shape
+
+    rgb = Image.open(args.photo).convert("RGB")
+    w, h = rgb.size
+    sub = 4  # the alpha supersampled 4×4, so that 0.5 is the true outline
+    y, x = (np.mgrid[0:h * sub, 0:w * sub] + 0.5) / sub
+    alpha = shape.silhouette(x * 512 / w, y * 512 / h).reshape(h, sub, w, sub).mean(axis=(1, 3))
+    path = temp_folder() / "astronaut-cut.png"
+    Image.fromarray(np.dstack([np.asarray(rgb), (alpha * 255).round().astype(np.uint8)]), "RGBA").save(path)
+    return path, shape
+
+
+def outline_error_cells(obj: Any, shape: Any) -> tuple[float, int]:
+    """(how far, in grid cells, the relief's vertex farthest outside the silhouette lies beyond its true
+    outline (0 when none is outside), how many vertices lie outside it)."""
+    import numpy as np
+
+    grid = obj["onemin3d_relief_grid"]
+    width, height, cols = float(grid["width"]), float(grid["height"]), int(grid["cols"])
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    # the photo's pixels (of the 512-wide photo the silhouette is drawn on), y down
+    px = (co[:, 0] + width / 2) / width * 512
+    py = (height / 2 - co[:, 1]) / height * 512
+    outside = ~shape.silhouette(px, py)
+    if not outside.any():
+        return 0.0, 0
+    true = shape.contour()
+    ox, oy = px[outside], py[outside]
+    best = np.full(len(ox), np.inf)
+    for chunk in np.array_split(true, max(1, len(true) // 2000)):
+        best = np.minimum(best, np.hypot(ox[:, None] - chunk[None, :, 0], oy[:, None] - chunk[None, :, 1]).min(axis=1))
+    cell = 512 / (cols - 1)
+    return float(best.max() / cell), int(outside.sum())
+
+
+def feature_steps(settings: Any, first_relief_faces: int) -> Generator[Callable[[], bool] | float, None, None]:
+    """Issue 15's options and issue 16's exports, from the panel: each set on the panel's settings,
+    Generate clicked on screen, the result checked and screenshotted."""
+    win = window()
+    found: dict[str, Any] = report.setdefault("features", {})
+    panels = addon_module("blender.panels")
+    photo = bpy.data.images.load(args.photo, check_existing=True)
+    settings.source_type = 'IMAGE'
+    settings.image = photo
+    settings.import_mode = 'DISPLACEMENT'
+
+    # the cost line, read through the function the panel draws it with
+    report["steps"].append("cost")
+    settings.model = 'trellis'
+    settings.remove_background = True
+    yield 1.0
+    redraw()
+    trellis_text, _short = panels.cost_text(settings, state().credits_left)
+    shoot("cost", docs_crop())
+    settings.model = 'stable-image'
+    settings.remove_background = False
+    yield 0.5
+    redraw()
+    stable_text, _short = panels.cost_text(settings, state().credits_left)
+    found["cost"] = {"trellis_remove_background": trellis_text, "stable_image": stable_text}
+    if not trellis_text.startswith("Cost: 60,000 credits") or not stable_text.startswith("Cost: 20,000 credits"):
+        raise RuntimeError(f"cost: the sidebar reads {trellis_text!r} and {stable_text!r}")
+
+    # Trellis: a model imported (the stand-in answers with a GLB)
+    report["steps"].append("trellis")
+    settings.model = 'trellis'
+    settings.import_mode = 'AUTO'
+    spent = stand_in_stats()["usedCredit"]
+    job = yield from generate_on_screen("trellis")
+    model = mesh_of(job, "trellis")
+    spent = stand_in_stats()["usedCredit"] - spent
+    found["trellis"] = {"import_kind": job.import_kind, "objects": [ob.name for ob in job.objects],
+                        "credits": spent}
+    if job.import_kind != "MODEL" or spent != 40_000:
+        raise RuntimeError(f"trellis: imported as {job.import_kind}, {spent} credits charged (40,000 expected)")
+    show_only(job.objects)
+    yield from frame_in_free_part(model)
+    redraw()
+    shoot("trellis", docs_crop(scene=True))
+    settings.model = 'stable-image'
+    settings.import_mode = 'DISPLACEMENT'
+
+    # Remove Background: the removal then the generation charged; the relief cut to the cut-out
+    report["steps"].append("remove-background")
+    settings.remove_background = True
+    before = stand_in_stats()
+    job = yield from generate_on_screen("remove-background")
+    after = stand_in_stats()
+    relief = mesh_of(job, "remove-background")
+    spent = after["usedCredit"] - before["usedCredit"]
+    sent = after["counts"].get("POST /api/features", 0) - before["counts"].get("POST /api/features", 0)
+    faces = len(relief.data.polygons)
+    found["remove_background"] = {"credits": spent, "features_posts": sent, "faces": faces,
+                                  "full_rectangle_faces": grid_faces(relief),
+                                  "credits_left_shown": state().credits_left}
+    if spent != 40_000 or sent != 2:
+        raise RuntimeError(f"remove-background: {spent} credits in {sent} requests (40,000 in 2 expected)")
+    if faces >= 0.9 * grid_faces(relief):
+        raise RuntimeError(f"remove-background: the relief is not cut ({faces} faces of {grid_faces(relief)})")
+    show_only([relief])
+    yield from frame_in_free_part(relief)
+    redraw()
+    shoot("remove-background", docs_crop(scene=True))
+    settings.remove_background = False
+
+    # Cut Out: a photo with alpha, solid: inside the silhouette, watertight
+    report["steps"].append("cutout")
+    path, shape = cutout_photo()
+    settings.image = bpy.data.images.load(str(path), check_existing=True)
+    settings.solid = True
+    job = yield from generate_on_screen("cutout")
+    cut = mesh_of(job, "cutout")
+    beyond, outside = outline_error_cells(cut, shape)
+    edges, verts = non_manifold(cut.data)
+    faces = len(cut.data.polygons)
+    found["cutout"] = {"faces": faces, "grid_faces": grid_faces(cut), "vertices_outside": outside,
+                       "farthest_outside_cells": round(beyond, 3), "non_manifold_edges": edges,
+                       "non_manifold_vertices": verts}
+    if beyond > 1.0 or edges or not cut["onemin3d_relief_grid"]["cutout"]:
+        raise RuntimeError(f"cutout: {found['cutout']}")
+    show_only([cut])
+    yield from frame_in_free_part(cut)
+    redraw()
+    shoot("cutout", docs_crop(scene=True))
+    settings.solid = False
+    settings.image = photo
+
+    # Tear: fewer faces than the first relief, made without it
+    report["steps"].append("tear")
+    settings.tear = 0.02
+    job = yield from generate_on_screen("tear")
+    torn = mesh_of(job, "tear")
+    found["tear"] = {"tear": 0.02, "faces": len(torn.data.polygons), "faces_without": first_relief_faces}
+    if not 0 < len(torn.data.polygons) < first_relief_faces:
+        raise RuntimeError(f"tear: {found['tear']}")
+    settings.tear = 0.0
+
+    # Export for Web / for AR, the cut-out relief selected (the sidebar's Export panel is seen open,
+    # with its buttons, in the `options` step)
+    report["steps"].append("export")
+    show_only([cut])
+    if not hasattr(bpy.types, "VIEW3D_PT_onemin3d_export"):
+        raise RuntimeError("export: the sidebar's Export panel is not registered")
+    found["export"] = {}
+    area, region, _space = view3d()
+    for name, suffix in (("export_web", ".web.glb"), ("export_usdz", ".usdz")):
+        if not hasattr(bpy.types, f"ONEMIN3D_OT_{name}"):
+            found["export"][name] = "not registered"
+            continue
+        out = temp_folder() / f"cut-relief{suffix}"
+        try:
+            with bpy.context.temp_override(window=win, area=area, region=region):
+                result = getattr(bpy.ops.onemin3d, name)('EXEC_DEFAULT', filepath=str(out))
+        except RuntimeError as err:  # the operator reported an error: what the user reads
+            result, found["export"][f"{name}_message"] = {'CANCELLED'}, str(err)
+        size = out.stat().st_size if out.is_file() else 0
+        found["export"][name] = {"result": sorted(result), "bytes": size}
+        if name == "export_usdz" and not getattr(bpy.app.build_options, "usd", True):
+            # without USD it can only say so, in one sentence (a traceback in the log fails the run)
+            if "without USD" not in found["export"].get(f"{name}_message", "") or size:
+                raise RuntimeError(f"export: {name} in a Blender without USD gave {found['export']}")
+            continue
+        if result != {'FINISHED'} or size <= 0:
+            raise RuntimeError(f"export: {name} gave {found['export'][name]}")
+    yield 0.5
+
+
 # --- the steps --------------------------------------------------------------------------------
 
 def steps() -> Iterator[Callable[[], bool] | float | None]:
@@ -450,6 +692,7 @@ def steps() -> Iterator[Callable[[], bool] | float | None]:
     state().history_index = 0
     obj = bpy.context.view_layer.objects.active
     report["active_object"] = obj.name if obj else None
+    first_relief_faces = len(obj.data.polygons)  # made without a tear: the tear step's reference
     space.shading.type = 'SOLID'
     space.shading.color_type = 'TEXTURE'  # the photo on the relief, without a render engine
     space.overlay.show_floor = space.overlay.show_axis_x = space.overlay.show_axis_y = False
@@ -489,6 +732,9 @@ def steps() -> Iterator[Callable[[], bool] | float | None]:
     shoot("failed", sidebar_crop())
     yield from shoot_2x("failed")
 
+    # the new options and exports, from the panel (issues 15 and 16)
+    yield from feature_steps(settings, first_relief_faces)
+
     # 6. the preferences, no key and offline, at 1x and 2x
     report["steps"].append("prefs")
     p.api_key = ""
@@ -524,11 +770,13 @@ def steps() -> Iterator[Callable[[], bool] | float | None]:
     #    header, so its panels are registered again with it open, and the file is read again: the
     #    sidebar then makes its panels anew, from their types.
     report["steps"].append("options")
-    names = ("VIEW3D_PT_onemin3d_options", "VIEW3D_PT_onemin3d_relief", "VIEW3D_PT_onemin3d_history")
+    #    The Export panel (closed by default too) is opened the same way, and kept last.
+    names = ("VIEW3D_PT_onemin3d_options", "VIEW3D_PT_onemin3d_relief", "VIEW3D_PT_onemin3d_history",
+             "VIEW3D_PT_onemin3d_export")
     subpanels = [getattr(bpy.types, name) for name in names]
     for cls in reversed(subpanels):
         bpy.utils.unregister_class(cls)
-    subpanels[0].bl_options = set()
+    subpanels[0].bl_options = subpanels[-1].bl_options = set()
     for cls in subpanels:
         bpy.utils.register_class(cls)
     with bpy.context.temp_override(window=win):
@@ -550,6 +798,13 @@ def steps() -> Iterator[Callable[[], bool] | float | None]:
     yield 1.0
     redraw()
     shoot("options", sidebar_crop())
+    # the Export panel, last in the sidebar, with its two buttons
+    scroll_sidebar(25)
+    yield 1.0
+    redraw()
+    shoot("export", sidebar_crop())
+    scroll_sidebar(-25)
+    yield 0.5
     yield from shoot_2x("options")
 
 

@@ -95,7 +95,9 @@ def copy_options(src: Any, dst: Any, *, only_unset: bool = False) -> None:
 
 def draw_generation_options(layout: Any, owner: Any) -> None:
     """Draw what is generated (and paid for): the model, and background removal."""
-    col = layout.column(heading="Generate", align=True)
+    # "Photo" heads the Remove Background box (it acts on the photo): "Generate" read twice in the
+    # sidebar, beside the box and on the button below it
+    col = layout.column(heading="Photo", align=True)
     for name in GENERATION_OPTIONS:
         col.prop(owner, name)
 
