@@ -15,8 +15,17 @@ A chain of bpy.app.timers steps, each waiting for what a user would see before t
              a second job, seen running at 2x
   failed     the stand-in refusing the key (401): the error and what to do, in the panel and in
              the history's details
+  cost       Trellis and Remove Background set: the cost line reads 60,000 credits (through the
+             panel's own cost_text); Stable Image: 20,000
+  trellis    Generate clicked on screen with Trellis: a model imported, 40,000 credits charged
+  remove-background  the removal and the generation charged (the stand-in's stats), the relief cut
+  cutout     the photo with an analytic head-and-shoulders alpha (bench_cutout's), Solid: no vertex
+             beyond the true outline by more than a grid cell, 0 non-manifold edges (bmesh)
+  tear       a tear threshold: fewer faces than the first relief, made without one
+  export     Export for Web / for AR on the cut-out relief, into the driver's temp folder: a
+             non-empty GLB; a USDZ, or in a Blender built without USD its one-sentence refusal
   prefs      the add-on's preferences with no key and online access off
-  options    the Options sub-panel open, with every import option
+  options    the Options and Export sub-panels open, with every import option and both exports
 each at the default sidebar width, and the text-heavy ones again at 2x UI scale. Screenshots are
 taken of the whole screen with ImageMagick's `import` and cropped to the 3D view's right part
 (the sidebar, with some of the viewport) or to the preferences window.

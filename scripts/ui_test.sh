@@ -24,7 +24,8 @@
 #      from dist/ (`make dist` first; `make ui-test` does);
 #   2. the GUI on a virtual screen against the stand-in (scripts/fake_onemin_server.py), driven
 #      by scripts/ui_drive.py through: no key and offline, ready, running with progress,
-#      imported with history, failed, the preferences and the options, at 1x and 2x UI scale; a
+#      imported with history, failed, the cost line, Trellis, Remove Background, a cut-out, a tear,
+#      Export for Web / for AR, the preferences and the options, at 1x and 2x UI scale; a
 #      screenshot of each in build/ui-test/<suite>/shots/, and the longest main-thread stall (a
 #      10 ms timer) and the Generate call's time while a job runs, in shots/ui.json;
 #   3. `blender -b --python scripts/image_to_3d.py -- …`: one photo converted on the same binary;
@@ -210,9 +211,9 @@ done
 
 if [ "${ONEMIN3D_UI_DOCS:-0}" = 1 ] && [ $status = 0 ] && [ ${#ran[@]} -gt 0 ]; then
   src=build/ui-test/${ran[-1]}/shots
-  for pair in ready:ui-idle running:ui-running imported:ui-history; do
+  for pair in ready:ui-idle running:ui-running imported:ui-history cutout:ui-cutout; do
     cp "$src/${pair%%:*}.png" "docs/img/${pair#*:}.png"
   done
-  echo "ui-test: docs/img/ui-idle.png, ui-running.png and ui-history.png updated from ${ran[-1]}"
+  echo "ui-test: docs/img/ui-idle.png, ui-running.png, ui-history.png and ui-cutout.png updated from ${ran[-1]}"
 fi
 exit $status
