@@ -25,7 +25,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from . import cutout
+from . import cutout, relief
 
 Array = npt.NDArray[Any]
 
@@ -119,7 +119,8 @@ def web_surface(heights: Array, *, alpha: Array | None = None, tear: float = 0.0
     if tear > 0.0:
         force |= jump_band(unit, tear)
     error = WEB_MAX_ERROR if max_error is None else max_error
-    budget = max_triangles
+    budget, previous, count = max_triangles, float("inf"), 0
+    surface = cutout.triangle_surface(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 3), np.int32))
     for _ in range(8):
         if simplify is None:
             points, top01, triangles = full_grid(unit)
@@ -141,9 +142,20 @@ def web_surface(heights: Array, *, alpha: Array | None = None, tear: float = 0.0
         if solid:
             surface = cutout.solidify(surface, base)
         count = triangle_count(surface)
-        if count <= max_triangles or simplify is None or budget <= 2:
-            return surface
+        if count <= max_triangles or simplify is None or budget <= 2 or count >= 0.98 * previous:
+            break  # within the budget, or at the floor the forced vertices set
+        previous = count
         budget = max(2, int(budget * max_triangles / count * 0.97))
+    rows, cols = heights.shape
+    if count > max_triangles and force.any() and min(rows, cols) > 32:
+        # An outline (or tear) so long that its full-resolution band alone is over the budget:
+        # the same on a grid of half the resolution (the cut then within one of its cells).
+        half_rows, half_cols = (rows + 1) // 2, (cols + 1) // 2
+        half = web_surface(relief.area_resample(heights, half_rows, half_cols),
+                           alpha=None if alpha is None else relief.area_resample(alpha, half_rows, half_cols),
+                           tear=tear, solid=solid, base=base, max_error=max_error, max_triangles=max_triangles)
+        scale = np.array([(cols - 1) / (half_cols - 1), (rows - 1) / (half_rows - 1)])
+        return half._replace(points=half.points * scale)
     return surface
 
 
