@@ -13,11 +13,26 @@ import bpy
 from bpy.props import FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
-from ..core.errors import Onemin3DError, get_logger, user_message
+from ..core.errors import NO_USD, Onemin3DError, get_logger, user_message
 
 log = get_logger(__name__)
 
 GENERIC_ERROR = "Unexpected internal error: see the system console for the details, and report it."
+
+
+_usd_exporter: list[bool] = []  # found or not, once per session
+
+
+def has_usd_exporter() -> bool:
+    """Whether this Blender has its USD exporter (builds without USD have no `wm.usd_export`)."""
+    if not _usd_exporter:
+        exporter: Any = bpy.ops.wm.usd_export
+        try:
+            exporter.get_rna_type()
+            _usd_exporter.append(True)
+        except KeyError:
+            _usd_exporter.append(False)
+    return _usd_exporter[0]
 
 
 def export_targets(context: Any) -> list[Any]:
@@ -115,6 +130,15 @@ class ONEMIN3D_OT_export_usdz(_ExportBase):
     filename_ext = ".usdz"
     file_suffix = ".usdz"
     filter_glob: StringProperty(default="*.usdz", options={'HIDDEN'})  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context: Any) -> bool:
+        # Greyed out, with the reason as its tooltip, in a Blender built without USD (Debian's are),
+        # rather than refusing after the file browser.
+        if not has_usd_exporter():
+            cls.poll_message_set(NO_USD)
+            return False
+        return super().poll(context)
 
 
 class VIEW3D_PT_onemin3d_export(bpy.types.Panel):

@@ -24,7 +24,7 @@ import bpy
 import numpy as np
 
 from ..core import cutout, relief, web_relief
-from ..core.errors import Onemin3DError, get_logger
+from ..core.errors import NO_USD, Onemin3DError, get_logger
 from ..core.relief import Array
 from .build_common import (
     KIND_PROPERTY,
@@ -459,8 +459,7 @@ def export_usdz(target: Any, path: str | os.PathLike[str], *, max_triangles: int
     try:
         props = _operator_properties(op)
     except KeyError:  # a Blender built without USD (Debian's 4.3 and 5.2 are): no exporter to call
-        raise ExportError("This Blender was built without USD, so it cannot write a .usdz: export for AR "
-                          "from Blender's own build (blender.org), or use Export for Web.") from None
+        raise ExportError(NO_USD) from None
     target_path = _checked_path(path, ".usdz")
     kwargs: dict[str, Any] = {"filepath": str(target_path), "selected_objects_only": True}
     optional: dict[str, Any] = {

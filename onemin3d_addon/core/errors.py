@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 PREFS_PATH = "Edit › Preferences › Add-ons › 1min.ai Image to 3D"
 ONLINE_ACCESS_PATH = "Edit › Preferences › System › Network › Allow Online Access"
+#: a Blender built without USD (Debian's are) has no exporter for Export for AR
+NO_USD = ("This Blender was built without USD, so it cannot write a .usdz: export for AR from Blender's own build "
+          "(blender.org), or use Export for Web.")
 
 
 class Onemin3DError(Exception):
