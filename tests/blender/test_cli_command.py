@@ -65,6 +65,60 @@ def test_the_registered_command_converts_a_folder_under_the_users_preferences(
     assert api_key not in seen["stdout"] + seen["stderr"]
 
 
+def test_the_registered_command_cuts_out_tears_removes_the_background_and_uses_trellis(
+        stand_in: Any, api_key: str, tmp_path: Path) -> None:
+    """Issue 15's options through `blender -c onemin3d`: a photo with alpha cut out, torn, solid; then
+    the background removal and Trellis, each charged once at the price table's credits."""
+    import numpy as np
+    from addon_harness import make_photo
+    from PIL import Image
+
+    from onemin3d_addon.core import prices
+
+    cut = tmp_path / "cut" / "vase.png"
+    rgb = np.asarray(Image.open(make_photo(tmp_path / "vase.jpg")).convert("RGB"))
+    h, w = rgb.shape[:2]
+    y, x = np.mgrid[0:h, 0:w]
+    alpha = np.where((x - w / 2) ** 2 + (y - h / 2) ** 2 < (0.4 * h) ** 2, 255, 0).astype(np.uint8)
+    cut.parent.mkdir()
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(cut)
+    make_photo(tmp_path / "shoe" / "shoe.jpg", seed=3)
+    out = tmp_path / "out"
+    common = ["--resolution", "48", "--solid"]
+    runs = [
+        [str(cut), "--mode", "displacement", "--tear", "0.5", *common, "--output", str(out / "cut.blend"),
+         "--json", str(out / "cut.json")],
+        [str(cut), "--mode", "displacement", "--no-cutout", *common, "--output", str(out / "rect.blend"),
+         "--json", str(out / "rect.json")],
+        [str(tmp_path / "shoe"), "--remove-background", "--model", "trellis", "--dry-run"],
+        [str(tmp_path / "shoe"), "--remove-background", "--model", "trellis", "--output", str(out / "shoe.blend"),
+         "--json", str(out / "shoe.json")],
+    ]
+    seen = run_child({"root": str(ROOT), "key": api_key, "base_url": stand_in.base_url,
+                      "results": str(tmp_path / "results"), "runs": runs}, tmp_path / "blender-user")
+
+    assert seen["exits"] == [0, 0, 0, 0], seen["stderr"]
+    reports = {name: json.loads((out / f"{name}.json").read_text()) for name in ("cut", "rect", "shoe")}
+    assert reports["cut"]["settings"]["cutout"] is True and reports["cut"]["settings"]["tear"] == 0.5
+    assert reports["rect"]["settings"]["cutout"] is False
+    # the cut-out relief has fewer faces than the rectangle's, and both are closed (solid)
+    assert 0 < seen["faces"]["cut.blend"] < seen["faces"]["rect.blend"], seen["faces"]
+    assert seen["non_manifold"] == {"cut.blend": 0, "rect.blend": 0}, seen["non_manifold"]
+    # --dry-run priced the removal and Trellis from the one table, and sent nothing
+    expected = prices.cost("Qubico/trellis", True).credits
+    assert expected == 60_000 and f"{expected:,}" in seen["outputs"][2], seen["outputs"][2]
+    shoe = reports["shoe"]
+    assert shoe["settings"]["model"] == "trellis" and shoe["settings"]["remove_background"] is True
+    assert shoe["summary"]["converted"] == 1, shoe
+    # two reliefs at stable-image's price, then the shoe's two paid steps, each sent once: the removal
+    # then Trellis (a model came back)
+    relief = prices.cost("stable-image", False).credits
+    assert relief == 20_000
+    assert stand_in.generations == 4 and stand_in.used_credit == 45_000 + 2 * relief + expected
+    assert seen["models"]["shoe.blend"] >= 1, seen
+    assert api_key not in seen["stdout"] + seen["stderr"]
+
+
 # --- the child: runs inside the hermetic bpy ---------------------------------------------------
 
 def _child() -> None:
@@ -88,6 +142,11 @@ def _child() -> None:
     prefs.result_folder = spec["results"]
     bpy.context.preferences.system.use_online_access = False
     seen: dict[str, Any] = {"registered": bool(command._handles)}
+    if "runs" in spec:
+        _child_runs(bpy, command, spec["runs"], seen)
+        addon_utils.disable("onemin3d_addon", default_set=True)
+        print("RESULT " + json.dumps(seen), flush=True)
+        return
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -103,6 +162,36 @@ def _child() -> None:
     addon_utils.disable("onemin3d_addon", default_set=True)
     seen["registered_after_disable"] = bool(command._handles)
     print("RESULT " + json.dumps(seen), flush=True)
+
+
+def _child_runs(bpy: Any, command: Any, runs: list[list[str]], seen: dict[str, Any]) -> None:
+    """Each argv through the registered function; then what each .blend written holds."""
+    import contextlib
+    import io
+
+    import bmesh
+
+    seen["exits"], seen["outputs"] = [], []
+    for argv in runs:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            seen["exits"].append(command.run(list(argv)))
+        seen["outputs"].append(buf.getvalue())
+    seen["faces"], seen["non_manifold"], seen["models"] = {}, {}, {}
+    for argv in runs:
+        if "--output" not in argv:
+            continue
+        blend = Path(argv[argv.index("--output") + 1])
+        bpy.ops.wm.open_mainfile(filepath=str(blend))
+        meshes = [o for o in bpy.data.objects if o.type == "MESH"]
+        seen["models"][blend.name] = sum(1 for o in meshes if o.get("onemin3d_kind") == "MODEL")
+        reliefs = [o for o in meshes if o.get("onemin3d_kind") == "RELIEF"]
+        if reliefs:
+            bm = bmesh.new()
+            bm.from_mesh(reliefs[0].data)
+            seen["faces"][blend.name] = len(bm.faces)
+            seen["non_manifold"][blend.name] = sum(1 for e in bm.edges if not e.is_manifold)
+            bm.free()
 
 
 if __name__ == "__main__":
