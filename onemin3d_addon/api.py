@@ -26,7 +26,7 @@ from .blender import preferences, properties, runtime
 from .blender.runtime import Job
 from .core import options as options_schema
 from .core.errors import Cancelled, ImageError, Onemin3DError, user_message
-from .core.options import ImportOptions
+from .core.import_options import ImportOptions
 from .core.protocol import RetryPolicy, Timeouts
 
 __all__ = ["Job", "export_usdz", "export_web", "generate", "get_strength", "jobs", "pump", "set_strength",

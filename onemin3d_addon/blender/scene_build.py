@@ -30,7 +30,7 @@ from ..core import options as option_schema
 from ..core import results
 from ..core.errors import ImportFailed, advised
 from ..core.images import ImageInfo
-from ..core.options import ImportOptions
+from ..core.import_options import ImportOptions
 from ..core.relief import (
     SOLID_BASE,
     area_resample,

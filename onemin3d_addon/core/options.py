@@ -4,8 +4,8 @@ Everything else is derived from `OPTIONS` and `MODE`:
 
 * `blender/properties.py` builds the Blender properties of `ImportOptionsMixin` from them (the
   sidebar, the preferences' defaults and the generate operator);
-* `ImportOptions` (re-exported by `blender/scene_build.py`) takes its fields' defaults and its
-  checks from them, and is what the scene builders receive;
+* `ImportOptions` (core/import_options.py, re-exported by `blender/scene_build.py`) takes its
+  fields' defaults and its checks from them, and is what the scene builders receive;
 * `api.submit` starts from `defaults()` when the add-on is not enabled (else from the
   preferences), and checks what it is given with `ImportOptions.from_mapping`;
 * the command line takes its defaults and choices from `defaults()`, `choices(name)` and
@@ -50,9 +50,10 @@ GENERATION: Final = "generation"
 MODEL_IDS: Final[Mapping[str, str]] = MappingProxyType({"stable-image": "stable-image", "trellis": "Qubico/trellis"})
 
 
-# Choice, Option and ImportOptions are NamedTuples, not frozen dataclasses: this module is
-# imported when the add-on registers (its properties are built from OPTIONS), and a NamedTuple
-# class costs a tenth of a frozen dataclass to define (scripts/bench.py startup).
+# Choice and Option are NamedTuples, not frozen dataclasses: this module is imported when the
+# add-on registers (its properties are built from OPTIONS), and a NamedTuple class costs a tenth
+# of a frozen dataclass to define (scripts/bench.py startup). ImportOptions, not needed to
+# register, is defined in core/import_options.py.
 
 
 class Choice(NamedTuple):
@@ -246,52 +247,3 @@ def check_mode(mode: object) -> str:
 
 def _default(name: str) -> Any:
     return _BY_NAME[name].default
-
-
-class ImportOptions(NamedTuple):
-    """The options of `scene_build.import_result`, frozen (a NamedTuple, as Option: cheap to
-    define at registration); defaults from `OPTIONS`."""
-
-    # relief
-    resolution: int = _default("resolution")
-    strength: float = _default("strength")
-    invert: bool = _default("invert")
-    smooth: float = _default("smooth")
-    solid: bool = _default("solid")
-    tear: float = _default("tear")
-    # plane and relief
-    size_mode: str = _default("size_mode")
-    height: float = _default("height")
-    factor: float = _default("factor")
-    shader: str = _default("shader")
-    use_alpha: bool = _default("use_alpha")
-    cutout: bool = _default("cutout")
-    interpolation: str = _default("interpolation")
-    relative: bool = _default("relative")
-    align: str = _default("align")
-    # model
-    target_size: float = _default("target_size")
-    # generation (journalled with the entry, so a resume goes on with the same model)
-    model: str = _default("model")
-    remove_background: bool = _default("remove_background")
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any] | ImportOptions | None) -> ImportOptions:
-        """Options from a mapping of option names (unknown names are a TypeError), checked."""
-        if options is None:
-            return cls()
-        if isinstance(options, ImportOptions):
-            return options.checked()
-        unknown = sorted(set(options) - set(NAMES))
-        if unknown:
-            raise TypeError(f"unknown import option(s): {', '.join(unknown)}")
-        return cls(**dict(options)).checked()
-
-    def checked(self) -> ImportOptions:
-        """These options with every value checked against its option and in its canonical
-        spelling ("linear" → "Linear", "CAM" → "CAMERA"); ValueError naming the first bad one."""
-        values: dict[str, Any] = {name: _BY_NAME[name].check(getattr(self, name)) for name in self._fields}
-        return self._replace(**values)
-
-    def as_dict(self) -> dict[str, OptionValue]:
-        return dict(self._asdict())

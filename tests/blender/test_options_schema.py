@@ -77,6 +77,8 @@ def test_without_the_add_on_the_api_still_has_every_default(blender: Any) -> Non
 
 
 def test_scene_build_takes_the_one_import_options_class() -> None:
-    assert scene_build.ImportOptions is options.ImportOptions
+    from onemin3d_addon.core.import_options import ImportOptions
+
+    assert scene_build.ImportOptions is ImportOptions
     assert scene_build.MODES == options.choices("import_mode")
     assert scene_build.SHADERS == options.choices("shader")

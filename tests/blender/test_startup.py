@@ -30,7 +30,7 @@ NOT_AT_REGISTRATION = (
     "onemin3d_addon.core.history", "onemin3d_addon.core.journal", "onemin3d_addon.core.prices",
     # the wire format and the connection settings a job is given (the preferences take their
     # defaults from core.defaults)
-    "onemin3d_addon.core.protocol", "onemin3d_addon.core.settings",
+    "onemin3d_addon.core.protocol", "onemin3d_addon.core.settings", "onemin3d_addon.core.import_options",
     # the runtime (lifecycle installs its handlers and timer, which import it on first use) and its view
     "onemin3d_addon.blender.runtime", "onemin3d_addon.blender.wm_view",
     # building and finishing a result in the scene

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from onemin3d_addon.core import options
-from onemin3d_addon.core.options import ImportOptions
+from onemin3d_addon.core.import_options import ImportOptions
 
 
 def test_import_options_has_one_field_per_option_in_drawing_order_with_the_schemas_defaults() -> None:
