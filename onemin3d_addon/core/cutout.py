@@ -45,14 +45,12 @@ Usage (a cut-out solid): `s = clip(grid_surface(h), grid_alpha(a, rows, cols).ra
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from . import images
-from .errors import ImportFailed
 from .relief import area_resample, oriented_uv
 
 Array = npt.NDArray[Any]
@@ -311,24 +309,14 @@ def surface_arrays(s: Surface, rows: int, cols: int, width: float, height: float
 def read_alpha(path: str | os.PathLike[str]) -> Array | None:
     """The image's alpha in 0..1, float32, upright (EXIF applied), top row first; None when it has
     no alpha channel or no pixel below 0.5 (nothing to cut out)."""
-    from PIL import Image, ImageOps
-
-    try:
-        with images.open_image(path) as src:
-            img = ImageOps.exif_transpose(src) if images.exif_orientation(src, path) != 1 else src
-            bands = img.getbands()
-            if "transparency" in img.info and "A" not in bands:  # a palette's or a colour key's
-                img = img.convert("RGBA")
-            elif "A" not in bands and "a" not in bands:
-                return None
-            band = "A" if "A" in img.getbands() else "a"
-            alpha = np.asarray(img.getchannel(band), dtype=np.float32)
-    except FileNotFoundError as exc:
-        raise ImportFailed(f"The photo '{Path(path).name}' was not found: check that the file still exists.") \
-            from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImportFailed(f"The photo '{Path(path).name}' cannot be read ({exc}): it may be damaged, so "
-                           "use another copy of it.") from exc
+    with images.upright(path, "photo", "use another copy of it") as img:
+        bands = img.getbands()
+        if "transparency" in img.info and "A" not in bands:  # a palette's or a colour key's
+            img = img.convert("RGBA")
+        elif "A" not in bands and "a" not in bands:
+            return None
+        band = "A" if "A" in img.getbands() else "a"
+        alpha = np.asarray(img.getchannel(band), dtype=np.float32)
     alpha *= np.float32(1.0 / 255.0)
     if alpha.ndim != 2 or not (alpha < 0.5).any():
         return None

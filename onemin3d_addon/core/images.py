@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from . import options
-from .errors import ImageError, advised, get_logger
+from .errors import ImageError, ImportFailed, advised, get_logger
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFile
@@ -154,6 +154,24 @@ def open_image(path: PathLike) -> Iterator[ImageFile.ImageFile]:
 
     with open(os.fsdecode(path), "rb") as fh, Image.open(fh) as img:
         yield img
+
+
+@contextlib.contextmanager
+def upright(path: PathLike, what: str, fix: str) -> Iterator[Image.Image]:
+    """The image at `path` turned upright by its EXIF orientation, for an import to read: a missing,
+    damaged or too large file (found while opening it or while its pixels are read inside the
+    block) is an ImportFailed naming `what` ("depth map", "photo"), a damaged one ending with `fix`."""
+    from PIL import Image, ImageOps
+
+    try:
+        with open_image(path) as src:
+            yield ImageOps.exif_transpose(src) if exif_orientation(src, path) != 1 else src
+    except FileNotFoundError as exc:
+        raise ImportFailed(f"The {what} '{Path(path).name}' was not found: check that the file still exists.") \
+            from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImportFailed(f"The {what} '{Path(path).name}' cannot be read ({_short(exc)}): it may be damaged, "
+                           f"so {fix}.") from exc
 
 
 @dataclass(frozen=True)

@@ -60,26 +60,16 @@ def plane_size(upright: tuple[int, int], size_mode: str, height: float, factor: 
 
 def read_depth(path: str | os.PathLike[str]) -> Array:
     """The depth map as float32 rows, top row first (Pillow's order), upright; colour → luminance."""
-    from PIL import Image, ImageOps
-
-    try:
-        with images.open_image(path) as src:
-            img = ImageOps.exif_transpose(src) if images.exif_orientation(src, path) != 1 else src
-            img.load()
-            if img.mode == "F":
-                depth = np.asarray(img, dtype=np.float32)
-            elif img.mode.startswith("I"):
-                depth = np.asarray(img).astype(np.float32)   # 16-bit PNG depth keeps its precision
-            elif img.mode == "L":
-                depth = np.asarray(img, dtype=np.float32)
-            else:
-                depth = np.asarray(img.convert("L"), dtype=np.float32)  # ITU-R 601 luma
-    except FileNotFoundError as exc:
-        raise ImportFailed(f"The depth map '{Path(path).name}' was not found: check that the file still exists.") \
-            from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImportFailed(f"The depth map '{Path(path).name}' cannot be read ({_short(exc)}): "
-                           "it may be damaged, so generate the result again.") from exc
+    with images.upright(path, "depth map", "generate the result again") as img:
+        img.load()
+        if img.mode == "F":
+            depth = np.asarray(img, dtype=np.float32)
+        elif img.mode.startswith("I"):
+            depth = np.asarray(img).astype(np.float32)   # 16-bit PNG depth keeps its precision
+        elif img.mode == "L":
+            depth = np.asarray(img, dtype=np.float32)
+        else:
+            depth = np.asarray(img.convert("L"), dtype=np.float32)  # ITU-R 601 luma
     if depth.ndim != 2 or min(depth.shape) < 1:
         raise ImportFailed(f"The depth map '{Path(path).name}' holds no pixels: generate the result again.")
     return depth
@@ -377,8 +367,3 @@ def solid_arrays(rows: int, cols: int, width: float, height: float, heights: Arr
     sharp = np.concatenate([np.zeros(n_top_faces, bool), np.ones(2 * r, bool)])
     return {"positions": positions, "edges": edges, "corner_verts": corner_verts, "corner_edges": corner_edges,
             "face_starts": face_starts, "uv": uv, "heights": heights_all, "sharp_face": sharp}
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:159] + "…"
