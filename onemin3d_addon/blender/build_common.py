@@ -386,6 +386,24 @@ def write_mesh(mesh: bpy.types.Mesh, positions: Array, edges: Array, corner_vert
             attrs.remove(layer)
 
 
+def write_arrays(mesh: bpy.types.Mesh, arrays: dict[str, Array], *, heights_attribute: str | None = None) -> None:
+    """A mesh from the arrays core/relief.py and core/cutout.py make (positions, edges, corner_verts,
+    corner_edges, face_starts, uv, and heights and sharp_face when there): the topology, the UV map,
+    the heights as the point attribute `heights_attribute` when one is named, and the sharp faces
+    when any face is sharp. The arrays are popped as they are written (a 2049² relief's UVs alone
+    are 134 MB)."""
+    write_mesh(mesh, arrays.pop("positions"), arrays.pop("edges"), arrays.pop("corner_verts"),
+               arrays.pop("corner_edges"), arrays.pop("face_starts"))
+    set_attribute(mesh, UV_MAP_NAME, "FLOAT2", "CORNER", arrays.pop("uv"))
+    heights = arrays.pop("heights", None)
+    if heights_attribute is not None and heights is not None:
+        set_attribute(mesh, heights_attribute, "FLOAT", "POINT", heights)
+    del heights
+    sharp = arrays.pop("sharp_face", None)
+    if sharp is not None and sharp.any():
+        set_attribute(mesh, "sharp_face", "BOOLEAN", "FACE", sharp)
+
+
 def _flat(a: Array, dtype: Any) -> Array:
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 

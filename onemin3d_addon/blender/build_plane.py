@@ -19,7 +19,6 @@ from ..core import options as option_schema
 from ..core.relief import Array
 from .build_common import (
     KIND_PROPERTY,
-    UV_MAP_NAME,
     Created,
     alignment,
     all_or_nothing,
@@ -29,8 +28,7 @@ from .build_common import (
     load_image,
     place,
     select_if_in_view_layer,
-    set_attribute,
-    write_mesh,
+    write_arrays,
 )
 
 SIZE_MODES = option_schema.choices("size_mode")
@@ -65,19 +63,8 @@ def import_plane(image_path: str | os.PathLike[str], *, collection: bpy.types.Co
                                    interpolation=interpolation, emit_strength=emit_strength)
 
         mesh = created.add(bpy.data.meshes.new(name))
-        outline = _cut_outline(path, info, w, h, created) if cutout and info.has_alpha else None
-        if outline is not None:
-            write_mesh(mesh, outline.pop("positions"), outline.pop("edges"), outline.pop("corner_verts"),
-                       outline.pop("corner_edges"), outline.pop("face_starts"))
-            set_attribute(mesh, UV_MAP_NAME, "FLOAT2", "CORNER", outline.pop("uv"))
-        else:
-            hw, hh = w / 2.0, h / 2.0
-            positions = np.array([(-hw, -hh, 0.0), (hw, -hh, 0.0), (hw, hh, 0.0), (-hw, hh, 0.0)], np.float32)
-            write_mesh(mesh, positions, np.array([(0, 1), (1, 2), (2, 3), (3, 0)]), np.arange(4), np.arange(4),
-                       np.zeros(1))
-            u, v = relief.oriented_uv(np.array([0.0, 1.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0, 1.0]),
-                                      info.orientation)
-            set_attribute(mesh, UV_MAP_NAME, "FLOAT2", "CORNER", np.stack([u, v], axis=1))
+        arrays = _cut_outline(path, info, w, h, created) if cutout and info.has_alpha else None
+        write_arrays(mesh, _quad(w, h, info.orientation) if arrays is None else arrays)
         mesh.materials.append(material)
         mesh.update()
 
@@ -88,6 +75,14 @@ def import_plane(image_path: str | os.PathLike[str], *, collection: bpy.types.Co
         select_if_in_view_layer(collection, [obj])
         return obj
 
+
+def _quad(width: float, height: float, orientation: int) -> dict[str, Array]:
+    """The plane's 4-vertex mesh arrays, its UVs turned by the EXIF `orientation`."""
+    hw, hh = width / 2.0, height / 2.0
+    u, v = relief.oriented_uv(np.array([0.0, 1.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0, 1.0]), orientation)
+    return {"positions": np.array([(-hw, -hh, 0.0), (hw, -hh, 0.0), (hw, hh, 0.0), (-hw, hh, 0.0)], np.float32),
+            "edges": np.array([(0, 1), (1, 2), (2, 3), (3, 0)]), "corner_verts": np.arange(4),
+            "corner_edges": np.arange(4), "face_starts": np.zeros(1), "uv": np.stack([u, v], axis=1)}
 
 
 def _cut_outline(path: Path, info: images.ImageInfo, width: float, height: float,

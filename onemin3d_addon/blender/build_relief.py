@@ -45,7 +45,7 @@ from .build_common import (
     place,
     select_if_in_view_layer,
     set_attribute,
-    write_mesh,
+    write_arrays,
 )
 
 #: the relief modifier, its node group, and the one input the UI shows as the strength slider
@@ -283,15 +283,12 @@ def relief_mesh(name: str, heights: Array, *, width: float, height: float, solid
         elif solid:
             mesh = created.add(bpy.data.meshes.new(name))
             arrays = solid_arrays(rows, cols, width, height, heights, base)
-            write_mesh(mesh, arrays.pop("positions"), arrays.pop("edges"), arrays.pop("corner_verts"),
-                        arrays.pop("corner_edges"), arrays.pop("face_starts"))
             uv = arrays.pop("uv")
             u, v = relief.oriented_uv(uv[:, 0], uv[:, 1], orientation)
             del uv
-            set_attribute(mesh, UV_MAP_NAME, "FLOAT2", "CORNER", np.stack([u, v], axis=1))
+            arrays["uv"] = np.stack([u, v], axis=1)
             del u, v
-            set_attribute(mesh, RELIEF_HEIGHT_ATTRIBUTE, "FLOAT", "POINT", arrays.pop("heights"))
-            set_attribute(mesh, "sharp_face", "BOOLEAN", "FACE", arrays.pop("sharp_face"))
+            write_arrays(mesh, arrays, heights_attribute=RELIEF_HEIGHT_ATTRIBUTE)
         else:
             mesh = _grid_mesh_from_nodes(name, rows, cols, width, height, created)
             layout = _grid_layout(mesh, rows, cols, width, height)
@@ -317,14 +314,8 @@ def _cut_surface(heights: Array, alpha: Array | None, tear: float, solid: bool, 
 
 def _write_surface(mesh: bpy.types.Mesh, surface: cut.Surface, rows: int, cols: int, width: float, height: float,
                    orientation: int) -> None:
-    arrays = cut.surface_arrays(surface, rows, cols, width, height, orientation)
-    write_mesh(mesh, arrays.pop("positions"), arrays.pop("edges"), arrays.pop("corner_verts"),
-               arrays.pop("corner_edges"), arrays.pop("face_starts"))
-    set_attribute(mesh, UV_MAP_NAME, "FLOAT2", "CORNER", arrays.pop("uv"))
-    set_attribute(mesh, RELIEF_HEIGHT_ATTRIBUTE, "FLOAT", "POINT", arrays.pop("heights"))
-    sharp = arrays.pop("sharp_face")
-    if sharp.any():
-        set_attribute(mesh, "sharp_face", "BOOLEAN", "FACE", sharp)
+    write_arrays(mesh, cut.surface_arrays(surface, rows, cols, width, height, orientation),
+                 heights_attribute=RELIEF_HEIGHT_ATTRIBUTE)
 
 
 def import_relief(color_image: str | os.PathLike[str], depth_image: str | os.PathLike[str], *,

@@ -28,14 +28,12 @@ from ..core.errors import NO_USD, Onemin3DError, get_logger
 from ..core.relief import Array
 from .build_common import (
     KIND_PROPERTY,
-    UV_MAP_NAME,
     Created,
     alive,
     current_scene,
     current_view_layer,
     ensure_object_mode,
-    set_attribute,
-    write_mesh,
+    write_arrays,
 )
 from .build_relief import RELIEF_GRID_PROPERTY, RELIEF_HEIGHT_ATTRIBUTE, get_relief_strength
 
@@ -240,11 +238,7 @@ def web_relief_mesh(obj: Any, name: str, *, max_triangles: int, max_error: float
     arrays = cutout.surface_arrays(surface, rows, cols, grid.width, grid.height, grid.orientation,
                                    lift=1.0 if strength is None else strength)
     mesh = created.add(bpy.data.meshes.new(name))
-    write_mesh(mesh, arrays["positions"], arrays["edges"], arrays["corner_verts"], arrays["corner_edges"],
-               arrays["face_starts"])
-    set_attribute(mesh, UV_MAP_NAME, "FLOAT2", "CORNER", arrays["uv"])
-    if arrays["sharp_face"].any():
-        set_attribute(mesh, "sharp_face", "BOOLEAN", "FACE", arrays["sharp_face"])
+    write_arrays(mesh, arrays)
     for mat in obj.data.materials:
         mesh.materials.append(mat)
     mesh.update()
