@@ -19,13 +19,12 @@ solid's top gets about half of it. Nothing here touches Blender.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from . import cutout, relief
+from . import cutout, relief, simplify
 
 Array = npt.NDArray[Any]
 
@@ -37,33 +36,6 @@ MAX_TEXTURE_SIDE: Final = 2048
 WEB_MAX_ERROR: Final = 0.01
 #: the RMS vertical error a web relief is made within when the budget allows (the promise is 0.5%)
 RMS_TARGET: Final = 0.004
-
-
-def _simplify_module() -> Any:
-    """core/simplify, or None while it is not there (the full grid stands in)."""
-    try:
-        return importlib.import_module(f"{__package__}.simplify")
-    except ImportError:
-        return None
-
-
-def full_grid(heights: Array) -> tuple[Array, Array, Array]:
-    """Every grid cell as two triangles: (points (n, 2), heights (n,), triangles (m, 3))."""
-    rows, cols = heights.shape
-    j, i = np.mgrid[0:rows, 0:cols]
-    points = np.stack([i.reshape(-1), j.reshape(-1)], axis=1).astype(np.float64)
-    v = np.arange(rows * cols, dtype=np.int32).reshape(rows, cols)
-    a, b, c, d = v[:-1, :-1], v[:-1, 1:], v[1:, 1:], v[1:, :-1]
-    tris = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
-    return points, np.asarray(heights, np.float64).reshape(-1), tris.astype(np.int32)
-
-
-def _parts(value: Any) -> tuple[Array, Array, Array]:
-    """(points, heights, triangles) of what simplify returns (a NamedTuple, an object or a tuple)."""
-    if hasattr(value, "points"):
-        return np.asarray(value.points), np.asarray(value.heights), np.asarray(value.triangles)
-    points, heights, triangles = value[:3]
-    return np.asarray(points), np.asarray(heights), np.asarray(triangles)
 
 
 def boundary_band(mask: Array) -> Array:
@@ -111,7 +83,6 @@ def web_surface(heights: Array, *, alpha: Array | None = None, tear: float = 0.0
     lo, hi = float(heights.min()), float(heights.max())
     span = hi - lo if hi - lo > 1e-12 else 1.0
     unit = (heights - np.float32(lo)) * np.float32(1.0 / span)  # 0..1 of the depth, as simplify takes it
-    simplify = _simplify_module()
     force = np.zeros(heights.shape, bool)
     cut = alpha is not None and bool((np.asarray(alpha) < 0.5).any())
     if cut:
@@ -122,17 +93,14 @@ def web_surface(heights: Array, *, alpha: Array | None = None, tear: float = 0.0
     budget, previous, count = max_triangles, float("inf"), 0
     surface = cutout.triangle_surface(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 3), np.int32))
     for _ in range(8):
-        if simplify is None:
-            points, top01, triangles = full_grid(unit)
-        else:
-            simplified = simplify.simplify(unit, max_error=error, force=force if force.any() else None,
-                                           max_triangles=budget)
-            points, top01, triangles = _parts(simplified)
-            if max_error is None and float(simplified.max_error) <= error * (1 + 1e-6) and error > 1e-4 \
-                    and simplify.vertical_errors(simplified, unit)[1] > RMS_TARGET:
-                error *= 0.7  # a rough field: the same bound leaves a larger RMS error, so tighten it
-                continue
-        surface = cutout.triangle_surface(points, lo + np.asarray(top01, np.float64) * span, triangles)
+        simplified = simplify.simplify(unit, max_error=error, force=force if force.any() else None,
+                                       max_triangles=budget)
+        if max_error is None and float(simplified.max_error) <= error * (1 + 1e-6) and error > 1e-4 \
+                and simplify.vertical_errors(simplified, unit)[1] > RMS_TARGET:
+            error *= 0.7  # a rough field: the same bound leaves a larger RMS error, so tighten it
+            continue
+        surface = cutout.triangle_surface(simplified.points, lo + np.asarray(simplified.heights, np.float64) * span,
+                                          simplified.triangles)
         if tear > 0.0:
             surface = cutout.tear(surface, tear * span)
         if cut:
@@ -142,7 +110,7 @@ def web_surface(heights: Array, *, alpha: Array | None = None, tear: float = 0.0
         if solid:
             surface = cutout.solidify(surface, base)
         count = triangle_count(surface)
-        if count <= max_triangles or simplify is None or budget <= 2 or count >= 0.98 * previous:
+        if count <= max_triangles or budget <= 2 or count >= 0.98 * previous:
             break  # within the budget, or at the floor the forced vertices set
         previous = count
         budget = max(2, int(budget * max_triangles / count * 0.97))
