@@ -31,7 +31,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import images, results
 from .errors import (
@@ -162,16 +162,7 @@ class _Job:
             with OneMinClient(req.api_key, req.base_url, req.timeouts, retry=req.retry,
                               asset_base_url=req.asset_base_url, cancel=self.cancel, proxy=req.proxy,
                               ca_bundle=req.ca_bundle, max_download_bytes=req.max_download_bytes) as client:
-                record = self.state.record
-                if record is None or not record.succeeded:
-                    uuid = self.state.uuid or (record.uuid if record is not None else None)
-                    if uuid is not None:
-                        record = self._poll(client, uuid)
-                    elif self.state.sent:
-                        self._enter("generate")
-                        raise UnansweredGeneration(req.image_path.name)
-                    else:
-                        record = self._generate(client, self._source_key(client, work_dir))
+                record = self._paid_record(client, lambda: self._source_key(client, work_dir))
                 file = self._download(client, record)
             self._leave()
             kind = results.sniff_file(file)
@@ -239,16 +230,7 @@ class _Job:
             except ResultError as err:
                 log.warning("the journalled cut-out %s cannot be used (%s); downloading it again", s.bg_file, err)
         self._step = _BG
-        record = s.bg_record
-        if record is None or not record.succeeded:
-            bg_uuid = s.bg_uuid or (record.uuid if record is not None else None)
-            if bg_uuid is not None:
-                record = self._poll(client, bg_uuid)
-            elif s.bg_sent:
-                self._enter("generate")
-                raise UnansweredGeneration(self.request.image_path.name)
-            else:
-                record = self._generate(client, self._upload(client, self._prepare(work_dir)))
+        record = self._paid_record(client, lambda: self._upload(client, self._prepare(work_dir)))
         file = self._download(client, record)
         try:
             checked = background.check_cutout(file)
@@ -260,6 +242,21 @@ class _Job:
         self._save(result_file=file)
         self._step = _GEN
         return file
+
+    def _paid_record(self, client: OneMinClient, make_key: Callable[[], str]) -> GenerationRecord:
+        """The current step's finished record: the journalled one when it succeeded, else its uuid
+        polled (free); a request sent but never answered is refused, never sent twice; else the
+        step is sent once (paid), made from the asset `make_key()` gives."""
+        record = cast("GenerationRecord | None", self._get("record"))
+        if record is not None and record.succeeded:
+            return record
+        uuid = cast("str | None", self._get("uuid")) or (record.uuid if record is not None else None)
+        if uuid is not None:
+            return self._poll(client, uuid)
+        if self._get("sent"):
+            self._enter("generate")
+            raise UnansweredGeneration(self.request.image_path.name)
+        return self._generate(client, make_key())
 
     def _prepare(self, work_dir: Path) -> images.PreparedImage:
         req = self.request
