@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..core import options, prices
-from .arguments import EXIT_OK, EXIT_USAGE, IMAGE_SUFFIXES, RESULT_DIR_NAME
-from .inputs import Defaults, Item, _sha256, collect_inputs
+from .arguments import EXIT_OK, EXIT_USAGE, IMAGE_SUFFIXES
+from .inputs import Defaults, Item, _sha256, collect_inputs, result_folder
 from .previous import load_previous, regenerated
 
 #: what a photo whose earlier generation is reused costs, and why (by Item.resumed_from)
@@ -26,18 +26,6 @@ _REUSED = {
     "interrupted generation": ("its earlier generation may already be charged and never answered: --resume refuses "
                                "it, nothing is sent (add --regenerate PHOTO to pay for a new one)"),
 }
-
-
-def result_folder(args: argparse.Namespace, defaults: Defaults | None) -> Path | None:
-    """Where a real run keeps its results and history (as `inputs.configure` decides), created for nothing."""
-    chosen = args.result_dir or (defaults.result_dir if defaults is not None else None)
-    if chosen is not None:
-        return Path(chosen).expanduser().resolve()
-    if args.output is not None:
-        return Path(args.output).expanduser().resolve().parent / RESULT_DIR_NAME
-    if args.output_dir is not None:
-        return Path(args.output_dir).expanduser().resolve() / RESULT_DIR_NAME
-    return None
 
 
 def price_of(item: Item, checkpoint: Any, model: str, remove_background: bool) -> prices.Price:

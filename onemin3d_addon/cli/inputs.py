@@ -196,6 +196,19 @@ class Defaults:
     ca_bundle: Path | None = None
 
 
+def result_folder(args: argparse.Namespace, defaults: Defaults | None) -> Path | None:
+    """Where a run keeps its results and history: --result-dir, else the preferences' result folder, else
+    a folder beside the output; None without any of them. Nothing is created (--dry-run reads it)."""
+    chosen = args.result_dir or (defaults.result_dir if defaults is not None else None)
+    if chosen is not None:
+        return Path(chosen).expanduser().resolve()
+    if args.output is not None:
+        return Path(args.output).expanduser().resolve().parent / RESULT_DIR_NAME
+    if args.output_dir is not None:
+        return Path(args.output_dir).expanduser().resolve() / RESULT_DIR_NAME
+    return None
+
+
 def configure(args: argparse.Namespace, environ: dict[str, str], defaults: Defaults | None = None) -> Config:
     """Check everything that can be checked before a request is made; UsageError otherwise."""
     prefs = defaults or Defaults()
@@ -228,7 +241,7 @@ def configure(args: argparse.Namespace, environ: dict[str, str], defaults: Defau
         args.output_dir = out_dir
     _ensure_writable(out_dir, "output folder")
 
-    result_dir = (args.result_dir.expanduser().resolve() if args.result_dir else out_dir / RESULT_DIR_NAME)
+    result_dir = result_folder(args, prefs) or out_dir / RESULT_DIR_NAME
     _ensure_writable(result_dir, "result folder (--result-dir)")
 
     scene_render: Path | None = None
